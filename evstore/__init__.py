@@ -1,0 +1,64 @@
+"""evstore: an embedded, event-sourced container and sandbox status store on LMDB."""
+
+from .errors import (
+    AlreadyExistsError,
+    AmbiguousIDError,
+    CorruptStoreError,
+    DiskFullError,
+    EvstoreError,
+    InvalidInputError,
+    InvalidTransitionError,
+    NotFoundError,
+    ReadOnlyError,
+    StoreClosedError,
+    StoreLockedError,
+    WriteError,
+)
+from .events import Event
+from .model import (
+    ContainerConfig,
+    ContainerMetadata,
+    ContainerResources,
+    ContainerStatus,
+    HugepageLimit,
+    LinuxContainerResources,
+    SandboxConfig,
+    SandboxMetadata,
+    SandboxStatus,
+    WindowsContainerResources,
+)
+from .recovery import LoadReport
+from .states import ContainerState, SandboxState
+from .store import Store
+from .store import open_store as open
+
+__all__ = [
+    "AlreadyExistsError",
+    "AmbiguousIDError",
+    "ContainerConfig",
+    "ContainerMetadata",
+    "ContainerResources",
+    "ContainerState",
+    "ContainerStatus",
+    "CorruptStoreError",
+    "DiskFullError",
+    "Event",
+    "EvstoreError",
+    "HugepageLimit",
+    "InvalidInputError",
+    "InvalidTransitionError",
+    "LinuxContainerResources",
+    "LoadReport",
+    "NotFoundError",
+    "ReadOnlyError",
+    "SandboxConfig",
+    "SandboxMetadata",
+    "SandboxState",
+    "SandboxStatus",
+    "Store",
+    "StoreClosedError",
+    "StoreLockedError",
+    "WindowsContainerResources",
+    "WriteError",
+    "open",
+]

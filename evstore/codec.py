@@ -1,0 +1,155 @@
+"""On-disk records: keys, the versioned and checksummed envelope, and the record schemas.
+
+Every value is ``format byte | crc32 | msgpack payload``; the checksum covers the key too,
+so a record that lands under the wrong key is caught like a flipped bit. Payloads are
+``array_like`` structs whose first element is a versioned tag: fields may only be appended
+(with defaults), never reordered.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import msgspec
+
+from .errors import EvstoreError
+from .events import ContainerChanges, Entity, SandboxChanges
+from .model import ContainerMetadata, ContainerStatus, SandboxMetadata, SandboxStatus
+
+FORMAT = 1
+STORE_MAGIC = b"evstore/1"
+
+_EVENT_KEY = struct.Struct(">QII")  # position, entry number, seq: sorts in log order
+_INDEX_KEY = struct.Struct(">II")  # entry number, seq: sorts one entry's history together
+_U64 = struct.Struct(">Q")
+_U32 = struct.Struct(">I")
+_HEADER = struct.Struct(">BI")
+
+
+class RecordError(EvstoreError):
+    """A stored record failed its checksum, its format version or its decoding."""
+
+
+class ContainerEventV1(msgspec.Struct, array_like=True, tag=1, omit_defaults=True):
+    time: int
+    kind: int
+    changes: ContainerChanges  # type: ignore[valid-type]
+    metadata: ContainerMetadata | None = None
+
+
+class SandboxEventV1(msgspec.Struct, array_like=True, tag=2, omit_defaults=True):
+    time: int
+    kind: int
+    changes: SandboxChanges  # type: ignore[valid-type]
+    metadata: SandboxMetadata | None = None
+
+
+class ContainerSnapshotV1(msgspec.Struct, array_like=True, tag=3):
+    seq: int
+    position: int
+    time: int
+    deleted: bool
+    metadata: ContainerMetadata
+    status: ContainerStatus
+
+
+class SandboxSnapshotV1(msgspec.Struct, array_like=True, tag=4):
+    seq: int
+    position: int
+    time: int
+    deleted: bool
+    metadata: SandboxMetadata
+    status: SandboxStatus
+
+
+EventRecord = ContainerEventV1 | SandboxEventV1
+SnapshotRecord = ContainerSnapshotV1 | SandboxSnapshotV1
+
+EVENT_TYPES: dict[Entity, type[ContainerEventV1] | type[SandboxEventV1]] = {
+    Entity.CONTAINER: ContainerEventV1,
+    Entity.SANDBOX: SandboxEventV1,
+}
+SNAPSHOT_TYPES: dict[Entity, type[ContainerSnapshotV1] | type[SandboxSnapshotV1]] = {
+    Entity.CONTAINER: ContainerSnapshotV1,
+    Entity.SANDBOX: SandboxSnapshotV1,
+}
+
+_encoder = msgspec.msgpack.Encoder()
+_event_decoder = msgspec.msgpack.Decoder(EventRecord)
+_snapshot_decoder = msgspec.msgpack.Decoder(SnapshotRecord)
+
+
+def event_key(position: int, eno: int, seq: int) -> bytes:
+    return _EVENT_KEY.pack(position, eno, seq)
+
+
+def parse_event_key(key: bytes) -> tuple[int, int, int]:
+    position, eno, seq = _EVENT_KEY.unpack(key)
+    return position, eno, seq
+
+
+def index_key(eno: int, seq: int) -> bytes:
+    return _INDEX_KEY.pack(eno, seq)
+
+
+def parse_index_key(key: bytes) -> tuple[int, int]:
+    eno, seq = _INDEX_KEY.unpack(key)
+    return eno, seq
+
+
+def pack_u64(value: int) -> bytes:
+    return _U64.pack(value)
+
+
+def unpack_u64(data: bytes) -> int:
+    value: int = _U64.unpack(data)[0]
+    return value
+
+
+def snapshot_key(eno: int) -> bytes:
+    return _U32.pack(eno)
+
+
+def parse_snapshot_key(key: bytes) -> int:
+    eno: int = _U32.unpack(key)[0]
+    return eno
+
+
+def encode_payload(record: EventRecord | SnapshotRecord) -> bytes:
+    return _encoder.encode(record)
+
+
+def seal(key: bytes, payload: bytes) -> bytes:
+    """Wrap a payload in the envelope; done at commit time, once the key is known."""
+    return _HEADER.pack(FORMAT, zlib.crc32(payload, zlib.crc32(key))) + payload
+
+
+def _open(key: bytes, value: bytes) -> bytes:
+    if len(value) < _HEADER.size:
+        raise RecordError(f"record too short ({len(value)} bytes)")
+    version, crc = _HEADER.unpack_from(value)
+    if version != FORMAT:
+        raise RecordError(f"unknown format version {version}")
+    payload = value[_HEADER.size :]
+    if zlib.crc32(payload, zlib.crc32(key)) != crc:
+        raise RecordError("checksum mismatch")
+    return payload
+
+
+def decode_event(key: bytes, value: bytes) -> EventRecord:
+    payload = _open(key, value)
+    try:
+        record: EventRecord = _event_decoder.decode(payload)
+        return record
+    except msgspec.DecodeError as exc:
+        raise RecordError(f"undecodable event: {exc}") from None
+
+
+def decode_snapshot(key: bytes, value: bytes) -> SnapshotRecord:
+    payload = _open(key, value)
+    try:
+        snapshot: SnapshotRecord = _snapshot_decoder.decode(payload)
+        return snapshot
+    except msgspec.DecodeError as exc:
+        raise RecordError(f"undecodable snapshot: {exc}") from None

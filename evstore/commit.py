@@ -1,0 +1,177 @@
+"""Group commit: one writer thread turns everything queued into one synced LMDB commit.
+
+Callers queue a ``Write`` and, for durable calls, wait on the batch it joined; a batch
+is one transaction and one fsync however many callers share it. ``update`` writes that
+fail (disk full) are kept and retried ahead of the next batch, so order is never broken
+and nothing acknowledged to memory is dropped while the process lives.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from .codec import encode_payload, event_key, index_key, pack_u64, seal, snapshot_key
+from .errors import EvstoreError, StoreClosedError, WriteError
+from .log import Log
+from .snapshots import Plan, SnapshotPolicy, Write, snapshot_record
+
+Listener = Callable[[int], None]
+
+
+class Batch:
+    """Writes that share one commit, and how that commit ended."""
+
+    __slots__ = ("done", "error", "items")
+
+    def __init__(self) -> None:
+        self.items: list[Write] = []
+        self.done = threading.Event()
+        self.error: EvstoreError | None = None
+
+    def finish(self, error: EvstoreError | None) -> None:
+        self.error = error
+        self.done.set()
+
+    def wait(self) -> None:
+        """Block until committed; raise a fresh copy of the commit's error if it failed."""
+        self.done.wait()
+        if self.error is not None:
+            raise type(self.error)(*self.error.args)
+
+
+class Committer:
+    """The single writer of a store (LMDB write transactions belong to one thread)."""
+
+    def __init__(
+        self, log: Log, policy: SnapshotPolicy, last_pos: int, *,
+        max_batch: int, max_pending: int,
+    ) -> None:
+        self._log = log
+        self._policy = policy
+        self._last_pos = last_pos
+        self._max_batch = max_batch
+        self._max_pending = max_pending
+        lock = threading.Lock()
+        self._cond = threading.Condition(lock)
+        self._space = threading.Condition(lock)
+        self._queue: deque[Batch] = deque()
+        self._pending = 0
+        self._retry: list[Write] = []
+        self._async_error: EvstoreError | None = None
+        self._closing = False
+        self._listeners: list[Listener] = []
+        self.commits = 0
+        self.events = 0
+        self._thread = threading.Thread(target=self._run, name="evstore-writer", daemon=True)
+        self._thread.start()
+
+    @property
+    def last_position(self) -> int:
+        return self._last_pos
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener(last_position)`` after each commit (from the writer thread)."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        self._listeners.remove(listener)
+
+    def submit(self, item: Write) -> Batch:
+        with self._cond:
+            while self._pending >= self._max_pending and not self._closing:
+                self._space.wait()  # backpressure: a flood waits instead of piling up
+            batch = self._open_batch()
+            batch.items.append(item)
+            self._pending += 1
+            return batch
+
+    def flush(self) -> None:
+        """Wait until everything queued before is durable; raise if some of it cannot be."""
+        with self._cond:
+            batch = self._open_batch(fresh=True)
+        batch.wait()
+        with self._cond:
+            error = self._async_error
+        if error is not None:
+            raise type(error)(*error.args)
+
+    def _open_batch(self, fresh: bool = False) -> Batch:
+        if self._closing:
+            raise StoreClosedError("store is closed")
+        if fresh or not self._queue or len(self._queue[-1].items) >= self._max_batch:
+            self._queue.append(Batch())
+            self._cond.notify()
+        return self._queue[-1]
+
+    def close(self) -> None:
+        """Commit what is queued, snapshot every dirty entry, and stop the thread."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+            self._space.notify_all()
+        self._thread.join()
+        if self._retry and self._async_error is not None:
+            error = self._async_error
+            raise type(error)(f"{len(self._retry)} updates were never written: {error}")
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._closing:
+                    self._cond.wait()
+                if not self._queue:
+                    break
+                batch = self._queue.popleft()
+                self._pending -= len(batch.items)
+                self._space.notify_all()
+            self._commit(batch)
+        if not self._retry:
+            self._write_plan([], self._policy.plan_all(self._last_pos))
+
+    def _commit(self, batch: Batch) -> None:
+        items = self._retry + batch.items if self._retry else batch.items
+        if not items:
+            batch.finish(None)
+            return
+        first = self._last_pos + 1
+        plan = self._policy.plan(items, first)
+        error = self._write_plan(items, plan)
+        if error is not None:
+            self._retry = [item for item in items if not item.sync]
+            self._async_error = error if self._retry else None
+            batch.finish(error)
+            return
+        self._retry, self._async_error = [], None
+        self._last_pos = first + len(items) - 1
+        self._policy.applied(plan, items, first)
+        self.commits += 1
+        self.events += len(items)
+        batch.finish(None)
+        for listener in list(self._listeners):
+            listener(self._last_pos)
+
+    def _write_plan(self, items: list[Write], plan: Plan) -> EvstoreError | None:
+        first = self._last_pos + 1
+        try:
+            self._log.write(lambda txn: self._put(txn, items, first, plan))
+        except EvstoreError as exc:
+            return exc
+        except Exception as exc:  # a bug must fail the callers, not kill the writer
+            return WriteError(f"commit failed: {exc!r}")
+        return None
+
+    def _put(self, txn: Any, items: list[Write], first: int, plan: Plan) -> None:
+        dbs = self._log.dbs
+        events, index = dbs[b"events"], dbs[b"index"]
+        for offset, item in enumerate(items):
+            key = event_key(first + offset, item.eno, item.seq)
+            txn.put(key, seal(key, item.payload), db=events, append=True)
+            txn.put(index_key(item.eno, item.seq), pack_u64(first + offset), db=index)
+        for eno, (write, pos) in plan.snapshots.items():
+            key = snapshot_key(eno)
+            value = seal(key, encode_payload(snapshot_record(write, pos)))
+            txn.put(key, value, db=dbs[b"snapshots"])
+        txn.put(b"checkpoint", pack_u64(plan.checkpoint), db=dbs[b"meta"])

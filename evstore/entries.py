@@ -1,0 +1,291 @@
+"""The in-memory side: collections of entries, each with a status that folds its events.
+
+Reads (``get``, ``list``, ``status.get``) touch only memory and take no lock, so they never
+wait on a commit. Writes to one entry are serialised by that entry's lock; a durable
+write holds it until its commit, so memory never shows what the disk will not have.
+"""
+
+from __future__ import annotations
+
+import bisect
+import builtins
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Generic, Protocol, TypeVar
+
+import msgspec
+
+from .codec import EVENT_TYPES, encode_payload
+from .commit import Batch
+from .errors import AlreadyExistsError, AmbiguousIDError, InvalidInputError, NotFoundError
+from .events import STATUS_TYPES, Entity, Kind, classify, diff, no_changes
+from .model import (
+    ContainerMetadata,
+    ContainerResources,
+    ContainerStatus,
+    SandboxMetadata,
+    SandboxStatus,
+    durable_part,
+    status_state,
+)
+from .snapshots import Write
+from .states import ContainerState, SandboxState, check_move
+
+S = TypeVar("S", bound=ContainerStatus | SandboxStatus)
+M = TypeVar("M", bound=ContainerMetadata | SandboxMetadata)
+MAX_ID_BYTES = 256
+
+_encoder = msgspec.msgpack.Encoder()
+_resources_decoder = msgspec.msgpack.Decoder(ContainerResources)
+_UNKNOWN = (ContainerState.UNKNOWN, SandboxState.UNKNOWN)
+
+
+class Backend(Protocol):
+    """What entries need of their store."""
+
+    def check_writable(self) -> None: ...
+    def allocate_eno(self, entity: Entity, id: str) -> int: ...
+    def submit(self, write: Write) -> Batch: ...
+
+
+def clone(status: S) -> S:
+    """A private copy, so neither the caller nor ``fn`` can alter what the store holds."""
+    copy = msgspec.structs.replace(status)
+    if isinstance(copy, ContainerStatus) and copy.resources is not None:
+        copy.resources = _resources_decoder.decode(_encoder.encode(copy.resources))
+    return copy
+
+
+def _clone_metadata(metadata: M) -> M:
+    decoded: M = msgspec.msgpack.decode(_encoder.encode(metadata), type=type(metadata))
+    return decoded
+
+
+class StatusStorage(Generic[S]):
+    """An entry's status: containerd's ``StatusStorage`` (Get / Update / UpdateSync / Delete)."""
+
+    __slots__ = ("_entry",)
+
+    def __init__(self, entry: Entry[S, Any]) -> None:
+        self._entry: Entry[S, Any] = entry
+
+    def get(self) -> S:
+        entry = self._entry
+        entry.check_live()
+        return clone(entry.current)
+
+    def update(self, fn: Callable[[S], S]) -> S:
+        """Apply ``fn`` now; the event is durable within a second or at ``flush``."""
+        return self._entry.change(fn, sync=False)
+
+    def update_sync(self, fn: Callable[[S], S]) -> S:
+        """Apply ``fn`` and return once the event is durable."""
+        return self._entry.change(fn, sync=True)
+
+    def delete(self) -> None:
+        self._entry.remove()
+
+
+class Entry(Generic[S, M]):
+    """One live container or sandbox."""
+
+    def __init__(
+        self, entries: Entries[S, M], eno: int, metadata: M, status: S, seq: int,
+        damaged: bool = False,
+    ) -> None:
+        self.id = metadata.id
+        self._metadata = metadata
+        self.current = status
+        self.eno = eno
+        self.seq = seq
+        self.damaged = damaged
+        self.deleted = False
+        self.lock = threading.Lock()
+        self._entries = entries
+        self.status: StatusStorage[S] = StatusStorage(self)
+
+    def __repr__(self) -> str:
+        return f"<{type(self.current).__name__} entry {self.id!r}>"
+
+    @property
+    def metadata(self) -> M:
+        """A copy: metadata is immutable after add."""
+        return _clone_metadata(self._metadata)
+
+    def check_live(self) -> None:
+        if self.deleted:
+            raise NotFoundError(f"{self.id}: deleted")
+
+    def change(self, fn: Callable[[S], S], *, sync: bool) -> S:
+        backend = self._entries.backend
+        with self.lock:
+            self.check_live()
+            backend.check_writable()
+            old = self.current
+            new = fn(clone(old))
+            if type(new) is not type(old):
+                raise InvalidInputError(
+                    f"update fn returned {type(new).__name__}, not {type(old).__name__}"
+                )
+            new = clone(new)
+            state = status_state(new)
+            check_move(status_state(old), state)
+            changes = diff(old, new)
+            repair = self.damaged and state not in _UNKNOWN
+            if changes is None and not repair:
+                self.current = new  # only transient fields moved: nothing to write
+                return clone(new)
+            kind = classify(old, new)
+            write = self._entries.make_write(self, kind, changes, new, sync=sync, repair=repair)
+            batch = backend.submit(write)
+            if sync:
+                batch.wait()
+            self.current, self.seq = new, write.seq
+            self.damaged = self.damaged and not repair
+            return clone(new)
+
+    def remove(self) -> None:
+        backend = self._entries.backend
+        with self.lock:
+            if self.deleted:
+                return
+            backend.check_writable()
+            write = self._entries.make_write(
+                self, Kind.DELETED, None, self.current, sync=True, repair=self.damaged,
+                deleted=True,
+            )
+            backend.submit(write).wait()
+            self.deleted, self.seq = True, write.seq
+            self._entries.forget(self)
+
+
+class Entries(Generic[S, M]):
+    """``store.containers`` or ``store.sandboxes``: containerd's store (Add/Get/List/Delete)."""
+
+    def __init__(
+        self, backend: Backend, entity: Entity, metadata_type: type[M], status_type: type[S]
+    ) -> None:
+        self.backend = backend
+        self.entity = entity
+        self._metadata_type = metadata_type
+        self._status_type = status_type
+        self._live: dict[str, Entry[S, M]] = {}
+        self._ids: builtins.list[str] = []  # sorted, for prefix lookup
+        self._known: dict[str, tuple[int, int]] = {}  # id -> (eno, last seq), deleted included
+        self._adding: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._live)
+
+    def add(self, metadata: M, status: S) -> Entry[S, M]:
+        """Add an entry; durable on return."""
+        self._check_input(metadata, status)
+        self.backend.check_writable()
+        metadata, status = _clone_metadata(metadata), clone(status)
+        eno, seq = self._reserve(metadata.id)
+        entry = Entry(self, eno, metadata, status, seq)
+        try:
+            changes = diff(STATUS_TYPES[self.entity](), status)
+            write = self.make_write(entry, Kind.CREATED, changes, status, sync=True)
+            self.backend.submit(write).wait()
+        except BaseException:
+            with self._lock:
+                self._adding.discard(metadata.id)
+            raise
+        entry.seq = write.seq
+        self.adopt(entry)
+        return entry
+
+    def get(self, id_or_prefix: str) -> Entry[S, M]:
+        """An exact id wins; else a unique prefix."""
+        entry = self._live.get(id_or_prefix)
+        if entry is not None:
+            return entry
+        matches = self._matches(id_or_prefix)
+        if len(matches) > 1:
+            raise AmbiguousIDError(f"{id_or_prefix!r} matches {len(matches)} entries")
+        entry = self._live.get(matches[0]) if matches else None
+        if entry is None:
+            raise NotFoundError(f"{id_or_prefix!r}: no such {self._kind_name}")
+        return entry
+
+    def list(self) -> builtins.list[Entry[S, M]]:
+        return list(self._live.values())
+
+    def delete(self, id_or_prefix: str) -> None:
+        """Delete durably; silent if there is no such entry."""
+        try:
+            entry = self.get(id_or_prefix)
+        except NotFoundError:
+            return
+        entry.remove()
+
+    @property
+    def _kind_name(self) -> str:
+        return "container" if self.entity is Entity.CONTAINER else "sandbox"
+
+    def _matches(self, prefix: str) -> builtins.list[str]:
+        if not prefix:
+            return []
+        ids = self._ids
+        start = bisect.bisect_left(ids, prefix)
+        found: builtins.list[str] = []
+        for candidate in ids[start : start + 2]:
+            if candidate.startswith(prefix):
+                found.append(candidate)
+        return found
+
+    def _check_input(self, metadata: M, status: S) -> None:
+        if not isinstance(metadata, self._metadata_type):
+            raise InvalidInputError(f"metadata must be {self._metadata_type.__name__}")
+        if not isinstance(status, self._status_type):
+            raise InvalidInputError(f"status must be {self._status_type.__name__}")
+        ident = metadata.id
+        if not isinstance(ident, str) or not ident or len(ident.encode()) > MAX_ID_BYTES:
+            raise InvalidInputError(f"id must be a non-empty string of <= {MAX_ID_BYTES} bytes")
+
+    def _reserve(self, ident: str) -> tuple[int, int]:
+        with self._lock:
+            if ident in self._live or ident in self._adding:
+                raise AlreadyExistsError(f"{ident}: a live {self._kind_name} has this id")
+            self._adding.add(ident)
+            known = self._known.get(ident)
+        return known if known is not None else (self.backend.allocate_eno(self.entity, ident), 0)
+
+    def adopt(self, entry: Entry[S, M]) -> None:
+        """Make an entry visible (after its add is durable, or at load)."""
+        with self._lock:
+            self._live[entry.id] = entry
+            bisect.insort(self._ids, entry.id)
+            self._adding.discard(entry.id)
+            self._known[entry.id] = (entry.eno, entry.seq)
+
+    def remember(self, ident: str, eno: int, seq: int) -> None:
+        """Record a deleted id, so adding it again continues its history."""
+        self._known[ident] = (eno, seq)
+
+    def forget(self, entry: Entry[S, M]) -> None:
+        with self._lock:
+            if self._live.get(entry.id) is entry:
+                del self._live[entry.id]
+                index = bisect.bisect_left(self._ids, entry.id)
+                del self._ids[index]
+            self._known[entry.id] = (entry.eno, entry.seq)
+
+    def make_write(
+        self, entry: Entry[S, M], kind: Kind, changes: msgspec.Struct | None, status: S, *,
+        sync: bool, repair: bool = False, deleted: bool = False,
+    ) -> Write:
+        now = time.time_ns()
+        record = EVENT_TYPES[self.entity](
+            time=now, kind=int(kind), changes=changes or no_changes(self.entity),
+            metadata=entry._metadata if kind is Kind.CREATED else None,  # type: ignore[arg-type]
+        )
+        return Write(
+            entity=self.entity, eno=entry.eno, seq=entry.seq + 1, time=now,
+            payload=encode_payload(record), metadata=entry._metadata,
+            status=durable_part(status), deleted=deleted, sync=sync, repair=repair,
+        )
+

@@ -1,0 +1,57 @@
+"""The error types: every failure a caller can act on is an ``EvstoreError``."""
+
+from __future__ import annotations
+
+
+class EvstoreError(Exception):
+    """Base of every error evstore raises on purpose."""
+
+
+class AlreadyExistsError(EvstoreError):
+    """An entry with that id is live already."""
+
+
+class NotFoundError(EvstoreError, KeyError):
+    """No live entry (or no store) answers to that id or path."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class AmbiguousIDError(EvstoreError, KeyError):
+    """A prefix matches more than one live entry."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class InvalidTransitionError(EvstoreError):
+    """An update would move an entry to a state it may not reach from its current one."""
+
+
+class InvalidInputError(EvstoreError, ValueError):
+    """An argument (id, metadata, status, option) is not of the form evstore needs."""
+
+
+class StoreLockedError(EvstoreError):
+    """Another writer (in this process or another) holds the store."""
+
+
+class ReadOnlyError(EvstoreError):
+    """A write was asked of a store opened with ``readonly=True``."""
+
+
+class StoreClosedError(EvstoreError):
+    """The store was closed (or opened in a parent process before ``fork()``)."""
+
+
+class CorruptStoreError(EvstoreError):
+    """The store file as a whole is damaged or not an evstore store."""
+
+
+class WriteError(EvstoreError):
+    """A commit failed; nothing of it is on disk and memory was left unchanged."""
+
+
+class DiskFullError(WriteError):
+    """A commit failed for lack of disk space (or a file-size limit)."""

@@ -1,0 +1,130 @@
+"""Events: what one change to an entry did, how it is derived from two statuses and folded back.
+
+A change is kept as the set of durable fields it set (``changes``), not as a whole status,
+so the log stays small and a reader sees at once what moved.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import Any
+
+import msgspec
+
+from .model import TRANSIENT_FIELDS, ContainerStatus, SandboxStatus, Status
+from .states import ContainerState, SandboxState
+
+
+class Kind(IntEnum):
+    """The kind of change; numbers are written to disk, so never renumber."""
+
+    CREATED = 0
+    STARTED = 1
+    EXITED = 2
+    UPDATED = 3
+    DELETED = 4
+    READY = 5
+    NOTREADY = 6
+
+
+class Entity(IntEnum):
+    """Which collection an entry lives in; numbers are written to disk."""
+
+    CONTAINER = 0
+    SANDBOX = 1
+
+
+ENTITY_NAMES = {Entity.CONTAINER: "container", Entity.SANDBOX: "sandbox"}
+STATUS_TYPES: dict[Entity, type[ContainerStatus] | type[SandboxStatus]] = {
+    Entity.CONTAINER: ContainerStatus,
+    Entity.SANDBOX: SandboxStatus,
+}
+
+
+class Event(msgspec.Struct, frozen=True):
+    """One recorded change, as the audit log, history and live feed show it."""
+
+    position: int
+    entity: str
+    id: str
+    seq: int
+    time: int
+    type: str
+    changes: dict[str, Any]
+
+
+def _changes_struct(name: str, status_type: type[Status]) -> type[msgspec.Struct]:
+    """A struct with every durable field of ``status_type`` optional, so unset ones vanish."""
+    fields = [
+        (f.name, f.type | msgspec.UnsetType, msgspec.UNSET)
+        for f in msgspec.structs.fields(status_type)
+        if f.name not in TRANSIENT_FIELDS
+    ]
+    return msgspec.defstruct(name, fields, omit_defaults=True)
+
+
+ContainerChanges = _changes_struct("ContainerChanges", ContainerStatus)
+SandboxChanges = _changes_struct("SandboxChanges", SandboxStatus)
+CHANGES_TYPES: dict[Entity, type[msgspec.Struct]] = {
+    Entity.CONTAINER: ContainerChanges,
+    Entity.SANDBOX: SandboxChanges,
+}
+_DURABLE = {
+    entity: tuple(f.name for f in msgspec.structs.fields(t)) for entity, t in CHANGES_TYPES.items()
+}
+
+
+def entity_of(status: Status) -> Entity:
+    return Entity.CONTAINER if isinstance(status, ContainerStatus) else Entity.SANDBOX
+
+
+def diff(old: Status, new: Status) -> msgspec.Struct | None:
+    """The durable fields ``new`` sets differently from ``old``; None when there are none."""
+    entity = entity_of(new)
+    changed = {
+        name: getattr(new, name)
+        for name in _DURABLE[entity]
+        if getattr(old, name) != getattr(new, name)
+    }
+    return CHANGES_TYPES[entity](**changed) if changed else None
+
+
+def no_changes(entity: Entity) -> msgspec.Struct:
+    return CHANGES_TYPES[entity]()
+
+
+def apply(status: Status, changes: msgspec.Struct) -> Status:
+    """Fold one event's changes into a status (a new object; the old one is not touched)."""
+    values = {
+        name: value
+        for name in changes.__struct_fields__
+        if (value := getattr(changes, name)) is not msgspec.UNSET
+    }
+    return msgspec.structs.replace(status, **values) if values else status
+
+
+def changes_dict(changes: msgspec.Struct) -> dict[str, Any]:
+    """Changes as plain data (what ``Event.changes`` carries)."""
+    result: dict[str, Any] = msgspec.to_builtins(changes)
+    return result
+
+
+def classify(old: Status, new: Status) -> Kind:
+    """The kind of an update, named for the state it reaches (as CRI events are)."""
+    if isinstance(new, ContainerStatus):
+        assert isinstance(old, ContainerStatus)
+        state, before = new.state(), old.state()
+        if state != before and state is ContainerState.EXITED:
+            return Kind.EXITED
+        if state != before and state is ContainerState.RUNNING:
+            return Kind.STARTED
+        return Kind.UPDATED
+    assert isinstance(old, SandboxStatus)
+    if new.state != old.state and new.state is SandboxState.READY:
+        return Kind.READY
+    if new.state != old.state and new.state is SandboxState.NOTREADY:
+        return Kind.NOTREADY
+    return Kind.UPDATED
+
+
+KIND_NAMES = {kind: kind.name.lower() for kind in Kind}

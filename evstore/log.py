@@ -1,0 +1,247 @@
+"""The LMDB environment behind a store: opening, locking, growing, and its transactions.
+
+One environment per path per process (LMDB's rule), shared by every ``Store`` open on it
+in this process; one writer per store across processes, enforced with ``flock`` on a
+lock file beside the data, since LMDB itself would just queue a second writer.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import lmdb
+
+from .codec import STORE_MAGIC
+from .errors import (
+    CorruptStoreError,
+    DiskFullError,
+    EvstoreError,
+    NotFoundError,
+    StoreLockedError,
+    WriteError,
+)
+
+T = TypeVar("T")
+
+DEFAULT_MAP_SIZE = 1 << 30  # address space only: LMDB files grow as pages are written
+DB_NAMES = (b"events", b"index", b"snapshots", b"meta")
+_DATA_FILE = "data.mdb"
+_LOCK_FILE = "writer.lock"
+_FULL_ERRNOS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+
+
+class _Shared:
+    """An environment and how many stores in this process use it."""
+
+    def __init__(self, env: Any, writable: bool) -> None:
+        self.env = env
+        self.writable = writable
+        self.users = 0
+        self.readers = 0
+        self.cond = threading.Condition()
+
+
+_registry: dict[str, _Shared] = {}
+_registry_lock = threading.Lock()
+
+
+class Log:
+    """Transactions on one store's databases; writes come only from the committer thread."""
+
+    def __init__(self, path: str | os.PathLike[str], *, readonly: bool, map_size: int) -> None:
+        self.path = Path(path)
+        self.readonly = readonly
+        self._lock_fd: int | None = None
+        fresh = not (self.path / _DATA_FILE).exists()
+        self._key = _check_path(self.path, readonly)
+        if not readonly:
+            self._lock_fd = _take_writer_lock(self.path)
+        try:
+            self._shared = _attach(self._key, self.path, readonly, map_size)
+            self.dbs = _open_dbs(self._shared.env, self.path, readonly, fresh)
+        except BaseException:
+            self._release_lock()
+            raise
+        self._closed = False
+
+    @property
+    def env(self) -> Any:
+        return self._shared.env
+
+    @contextmanager
+    def reading(self) -> Iterator[Any]:
+        """A read transaction; the map cannot be resized under it."""
+        shared = self._shared
+        with shared.cond:
+            shared.readers += 1
+        try:
+            txn = _begin(shared.env, write=False)
+            try:
+                yield txn
+            finally:
+                txn.abort()
+        except lmdb.Error as exc:
+            raise _corrupt(self.path, exc) from None
+        finally:
+            with shared.cond:
+                shared.readers -= 1
+                shared.cond.notify_all()
+
+    def write(self, body: Callable[[Any], T]) -> T:
+        """Run ``body`` in one synced write transaction, growing the map when it fills."""
+        while True:
+            txn = _begin(self.env, write=True)
+            try:
+                result = body(txn)
+                txn.commit()
+                return result
+            except lmdb.MapFullError:
+                txn.abort()
+                self._grow()
+            except lmdb.Error as exc:
+                txn.abort()
+                raise _write_error(exc) from None
+            except OSError as exc:
+                txn.abort()
+                raise _write_error(exc) from None
+            except BaseException:
+                txn.abort()
+                raise
+
+    def _grow(self) -> None:
+        shared = self._shared
+        with shared.cond:
+            while shared.readers:
+                shared.cond.wait()
+            shared.env.set_mapsize(shared.env.info()["map_size"] * 2)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        _detach(self._key)
+        self._release_lock()
+
+    def _release_lock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor drops the flock
+            self._lock_fd = None
+
+
+def _check_path(path: Path, readonly: bool) -> str:
+    if path.exists() and not path.is_dir():
+        raise CorruptStoreError(f"{path}: not an evstore store (not a directory)")
+    has_data = (path / _DATA_FILE).exists()
+    if readonly and not has_data:
+        raise NotFoundError(f"{path}: no evstore store there")
+    if not has_data and path.exists() and any(path.iterdir()):
+        raise CorruptStoreError(f"{path}: not an evstore store (directory has other files)")
+    if not readonly:
+        path.mkdir(parents=True, exist_ok=True)
+    return os.path.realpath(path)
+
+
+def _take_writer_lock(path: Path) -> int:
+    fd = os.open(path / _LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StoreLockedError(f"{path}: another writer has this store open") from None
+    return fd
+
+
+def _attach(key: str, path: Path, readonly: bool, map_size: int) -> _Shared:
+    with _registry_lock:
+        shared = _registry.get(key)
+        if shared is None:
+            shared = _Shared(_open_env(path, readonly, map_size), writable=not readonly)
+            _registry[key] = shared
+        elif not readonly and not shared.writable:
+            raise StoreLockedError(
+                f"{path}: open read-only in this process; close it before opening it to write"
+            )
+        shared.users += 1
+        return shared
+
+
+def _detach(key: str) -> None:
+    with _registry_lock:
+        shared = _registry[key]
+        shared.users -= 1
+        if shared.users == 0:
+            del _registry[key]
+            shared.env.close()
+
+
+def _open_env(path: Path, readonly: bool, map_size: int) -> Any:
+    try:
+        env = lmdb.open(
+            str(path),
+            map_size=map_size,
+            max_dbs=len(DB_NAMES),
+            readonly=readonly,
+            create=not readonly,
+            sync=True,
+            metasync=True,
+            max_readers=512,
+        )
+    except lmdb.Error as exc:
+        raise _corrupt(path, exc) from None
+    try:
+        env.reader_check()  # clear reader slots of processes that died holding them
+    except lmdb.Error as exc:
+        env.close()
+        raise _corrupt(path, exc) from None
+    return env
+
+
+def _open_dbs(env: Any, path: Path, readonly: bool, fresh: bool) -> dict[bytes, Any]:
+    try:
+        if readonly or not (fresh or _is_empty(env)):
+            dbs = {name: env.open_db(name, create=False) for name in DB_NAMES}
+        else:
+            with env.begin(write=True) as txn:
+                dbs = {name: env.open_db(name, txn=txn) for name in DB_NAMES}
+                txn.put(b"format", STORE_MAGIC, db=dbs[b"meta"])
+    except lmdb.NotFoundError:
+        raise CorruptStoreError(f"{path}: not an evstore store (missing databases)") from None
+    except lmdb.Error as exc:
+        raise _corrupt(path, exc) from None
+    with env.begin() as txn:
+        magic = txn.get(b"format", db=dbs[b"meta"])
+    if magic != STORE_MAGIC:
+        raise CorruptStoreError(f"{path}: not an evstore store of a known format ({magic!r})")
+    return dbs
+
+
+def _is_empty(env: Any) -> bool:
+    """True for a data file left by a creation that died before its first commit."""
+    return int(env.stat()["entries"]) == 0
+
+
+def _begin(env: Any, *, write: bool) -> Any:
+    try:
+        return env.begin(write=write)
+    except lmdb.MapResizedError:
+        env.set_mapsize(0)  # another process grew the map: adopt its size
+        return env.begin(write=write)
+
+
+def _write_error(exc: BaseException) -> EvstoreError:
+    code = getattr(exc, "errno", None)
+    text = str(exc)
+    if code in _FULL_ERRNOS or "No space left" in text or "File too large" in text:
+        return DiskFullError(f"commit failed, disk full: {text}")
+    return WriteError(f"commit failed: {text}")
+
+
+def _corrupt(path: Path, exc: BaseException) -> EvstoreError:
+    return CorruptStoreError(f"{path}: store file is damaged or unreadable ({exc})")

@@ -1,0 +1,241 @@
+"""Opening a store: rebuild every entry from its snapshot and the log after the checkpoint.
+
+Damage stays local. A record that fails its checksum, has an unknown format version or
+is missing from its entry's sequence stops that entry's fold: the entry loads as UNKNOWN
+with the last good fold and a reason, and every other entry loads exactly. A damaged
+snapshot falls back to folding the entry's whole history. Nothing here writes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from .codec import (
+    ContainerEventV1,
+    RecordError,
+    SnapshotRecord,
+    decode_event,
+    decode_snapshot,
+    event_key,
+    index_key,
+    parse_event_key,
+    parse_index_key,
+    parse_snapshot_key,
+    unpack_u64,
+)
+from .events import STATUS_TYPES, Entity, Kind, apply, entity_of
+from .log import Log
+from .model import ContainerStatus, Metadata, SandboxStatus, Status
+from .snapshots import Dirty, Write
+from .states import SandboxState
+
+
+class LoadReport(msgspec.Struct):
+    """What the last open did."""
+
+    loaded: int = 0
+    unknown: dict[str, str] = {}
+    events_replayed: int = 0
+    snapshots_used: int = 0
+    seconds: float = 0.0
+
+
+@dataclass(slots=True)
+class Found:
+    """One entry as rebuilt so far."""
+
+    eno: int
+    entity: Entity | None = None
+    metadata: Metadata | None = None
+    status: Status | None = None
+    seq: int = 0
+    pos: int = 0  # last position folded in (or covered by the snapshot)
+    time: int = 0
+    deleted: bool = False
+    reason: str | None = None
+    damage_pos: int = 0
+    max_seq: int = 0
+    first_replayed: int | None = None
+
+    def break_off(self, reason: str, pos: int) -> None:
+        self.reason = reason
+        self.damage_pos = pos
+
+    @property
+    def id(self) -> str | None:
+        return self.metadata.id if self.metadata is not None else None
+
+
+@dataclass(slots=True)
+class Recovered:
+    entries: dict[int, Found]
+    report: LoadReport
+    last_pos: int
+    checkpoint: int
+    snap_seq: dict[int, int] = field(default_factory=dict)
+    dirty: dict[int, Dirty] = field(default_factory=dict)
+
+
+def load(log: Log) -> Recovered:
+    started = time.perf_counter()
+    report = LoadReport()
+    with log.reading() as txn:
+        dbs = log.dbs
+        raw = txn.get(b"checkpoint", db=dbs[b"meta"])
+        checkpoint = unpack_u64(raw) if raw else 0
+        entries, bad = _read_snapshots(txn, dbs[b"snapshots"], report)
+        snap_seq = {eno: found.seq for eno, found in entries.items()}
+        for eno, reason in bad.items():
+            entries[eno] = _fold_history(txn, dbs, eno, reason)
+        last_pos = _replay(txn, dbs[b"events"], entries, checkpoint, report)
+    recovered = Recovered(entries, report, last_pos, checkpoint, snap_seq)
+    recovered.dirty = _dirty(entries, bad, checkpoint)
+    _finish_report(recovered)
+    report.seconds = time.perf_counter() - started
+    return recovered
+
+
+def _read_snapshots(
+    txn: Any, db: Any, report: LoadReport
+) -> tuple[dict[int, Found], dict[int, str]]:
+    entries: dict[int, Found] = {}
+    bad: dict[int, str] = {}
+    for key, value in txn.cursor(db=db):
+        eno = parse_snapshot_key(key)
+        try:
+            record = decode_snapshot(key, value)
+        except RecordError as exc:
+            bad[eno] = f"snapshot: {exc}"
+            continue
+        entries[eno] = _from_snapshot(eno, record)
+        report.snapshots_used += 1
+    return entries, bad
+
+
+def _from_snapshot(eno: int, record: SnapshotRecord) -> Found:
+    return Found(
+        eno=eno, entity=entity_of(record.status), metadata=record.metadata,
+        status=record.status, seq=record.seq, pos=record.position, time=record.time,
+        deleted=record.deleted, max_seq=record.seq,
+    )
+
+
+def _fold_history(txn: Any, dbs: dict[bytes, Any], eno: int, reason: str) -> Found:
+    """Rebuild an entry whose snapshot is damaged from every event it ever had."""
+    found = Found(eno=eno)
+    cursor = txn.cursor(db=dbs[b"index"])
+    if not cursor.set_range(index_key(eno, 0)):
+        found.break_off(f"{reason}; no history to rebuild from", 0)
+        return found
+    for key, value in cursor:
+        key_eno, seq = parse_index_key(key)
+        if key_eno != eno:
+            break
+        pos = unpack_u64(value)
+        ekey = event_key(pos, eno, seq)
+        _step(found, pos, seq, ekey, txn.get(ekey, db=dbs[b"events"]))
+        if found.reason is not None:
+            found.reason = f"{reason}; {found.reason}"
+            break
+    return found
+
+
+def _replay(
+    txn: Any, db: Any, entries: dict[int, Found], checkpoint: int, report: LoadReport
+) -> int:
+    cursor = txn.cursor(db=db)
+    last_pos = parse_event_key(cursor.key())[0] if cursor.last() else 0
+    if not cursor.set_range(event_key(checkpoint + 1, 0, 0)):
+        return last_pos
+    for key, value in cursor:
+        pos, eno, seq = parse_event_key(key)
+        found = entries.get(eno)
+        if found is None:
+            found = entries[eno] = Found(eno=eno)
+        if pos <= found.pos:
+            continue
+        if found.reason is not None:
+            found.max_seq = max(found.max_seq, seq)
+            continue
+        if found.first_replayed is None:
+            found.first_replayed = pos
+        _step(found, pos, seq, key, value)
+        report.events_replayed += 1
+    return last_pos
+
+
+def _step(found: Found, pos: int, seq: int, key: bytes, value: bytes | None) -> None:
+    """Fold one event into ``found``, or record why it cannot be."""
+    found.max_seq = max(found.max_seq, seq)
+    if seq != found.seq + 1:
+        found.break_off(f"events {found.seq + 1}..{seq - 1} missing", pos)
+        return
+    if value is None:
+        found.break_off(f"event {seq} missing", pos)
+        return
+    try:
+        record = decode_event(key, value)
+    except RecordError as exc:
+        found.break_off(f"event {seq} at position {pos}: {exc}", pos)
+        return
+    kind = record.kind
+    if (kind == Kind.CREATED) != (found.status is None or found.deleted):
+        found.break_off(f"event {seq} at position {pos}: unexpected {Kind(kind).name}", pos)
+        return
+    if kind == Kind.CREATED:
+        if record.metadata is None:
+            found.break_off(f"event {seq} at position {pos}: created without metadata", pos)
+            return
+        found.metadata, found.deleted = record.metadata, False
+        found.entity = Entity.CONTAINER if isinstance(record, ContainerEventV1) else Entity.SANDBOX
+        found.status = STATUS_TYPES[found.entity]()
+    found.deleted = kind == Kind.DELETED
+    assert found.status is not None
+    found.status = apply(found.status, record.changes)
+    found.seq, found.pos, found.time = seq, pos, record.time
+
+
+def _dirty(entries: dict[int, Found], bad: dict[int, str], checkpoint: int) -> dict[int, Dirty]:
+    """Which entries the log holds beyond their snapshot, oldest first, for the policy."""
+    dirty: list[tuple[int, int, Dirty]] = []
+    for eno, found in entries.items():
+        if found.reason is not None:
+            first = max(found.damage_pos, checkpoint + 1)
+            dirty.append((first, eno, Dirty(first, None, 0, pinned=True)))
+        elif found.first_replayed is not None or eno in bad:
+            first = found.first_replayed or checkpoint + 1
+            dirty.append((first, eno, Dirty(first, _as_write(found), found.pos)))
+    dirty.sort(key=lambda item: item[0])
+    return {eno: entry for _first, eno, entry in dirty}
+
+
+def _as_write(found: Found) -> Write:
+    assert found.entity is not None and found.metadata is not None and found.status is not None
+    return Write(
+        entity=found.entity, eno=found.eno, seq=found.seq, time=found.time, payload=b"",
+        metadata=found.metadata, status=found.status, deleted=found.deleted,
+    )
+
+
+def _finish_report(recovered: Recovered) -> None:
+    report = recovered.report
+    for found in recovered.entries.values():
+        if found.reason is not None:
+            report.unknown[found.id or f"#{found.eno}"] = found.reason
+            if found.status is not None:
+                found.status = mark_unknown(found.status)
+                found.deleted = False
+        if found.status is not None and not found.deleted:
+            report.loaded += 1
+
+
+def mark_unknown(status: Status) -> Status:
+    """How a damaged entry shows: the last good fold, in state UNKNOWN."""
+    if isinstance(status, ContainerStatus):
+        return msgspec.structs.replace(status, unknown=True)
+    assert isinstance(status, SandboxStatus)
+    return msgspec.structs.replace(status, state=SandboxState.UNKNOWN)

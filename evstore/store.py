@@ -1,0 +1,178 @@
+"""The store: one LMDB log, its committer, and the containers and sandboxes rebuilt from it."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from .commit import Batch, Committer
+from .entries import Entries, Entry
+from .errors import InvalidInputError, ReadOnlyError, StoreClosedError
+from .events import Entity
+from .log import DEFAULT_MAP_SIZE, Log
+from .model import ContainerMetadata, ContainerStatus, SandboxMetadata, SandboxStatus
+from .recovery import LoadReport, Recovered, load
+from .snapshots import SnapshotPolicy, Write
+
+TUNING_DEFAULTS: dict[str, int] = {
+    "map_size": DEFAULT_MAP_SIZE,  # initial address space; grows on its own
+    "snapshot_every": 64,  # events of one entry between its snapshots
+    "checkpoint_every": 20_000,  # at most this many events replayed after a crash
+    "max_batch": 8_192,  # events in one commit
+    "max_pending": 65_536,  # queued events before writers wait (backpressure)
+}
+
+
+class Store:
+    """An open store; use ``evstore.open``."""
+
+    containers: Entries[ContainerStatus, ContainerMetadata]
+    sandboxes: Entries[SandboxStatus, SandboxMetadata]
+
+    def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False, **tuning: int):
+        self.tuning = _tuning(tuning)
+        self.path = Path(path)
+        self.readonly = readonly
+        self._pid = os.getpid()
+        self._closed = False
+        self._eno_lock = threading.Lock()
+        self._log = Log(path, readonly=readonly, map_size=self.tuning["map_size"])
+        try:
+            recovered = load(self._log)
+        except BaseException:
+            self._log.close()
+            raise
+        self.load_report: LoadReport = recovered.report
+        self.containers = Entries(self, Entity.CONTAINER, ContainerMetadata, ContainerStatus)
+        self.sandboxes = Entries(self, Entity.SANDBOX, SandboxMetadata, SandboxStatus)
+        self._names: dict[int, tuple[Entity, str]] = {}
+        self._next_eno = max(recovered.entries, default=0) + 1
+        self._adopt(recovered)
+        self._committer: Committer | None = None
+        if not readonly:
+            self._committer = self._start_committer(recovered)
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        mode = "readonly" if self.readonly else "writable"
+        return f"<evstore.Store {str(self.path)!r} {mode}>"
+
+    def _collection(self, entity: Entity) -> Entries[Any, Any]:
+        return self.containers if entity is Entity.CONTAINER else self.sandboxes
+
+    def _adopt(self, recovered: Recovered) -> None:
+        for eno, found in recovered.entries.items():
+            if found.entity is None or found.metadata is None or found.status is None:
+                continue  # unattributable damage: reported in load_report.unknown
+            ident = found.metadata.id
+            self._names[eno] = (found.entity, ident)
+            entries = self._collection(found.entity)
+            if found.deleted:
+                entries.remember(ident, eno, found.max_seq)
+                continue
+            entry = Entry(
+                entries, eno, found.metadata, found.status, found.max_seq,
+                damaged=found.reason is not None,
+            )
+            entries.adopt(entry)
+
+    def _start_committer(self, recovered: Recovered) -> Committer:
+        policy = SnapshotPolicy(
+            every=self.tuning["snapshot_every"],
+            checkpoint_every=self.tuning["checkpoint_every"],
+            snap_seq=recovered.snap_seq,
+            dirty=recovered.dirty,
+            checkpoint=recovered.checkpoint,
+        )
+        return Committer(
+            self._log, policy, recovered.last_pos,
+            max_batch=self.tuning["max_batch"], max_pending=self.tuning["max_pending"],
+        )
+
+    # -- what entries need of their store (the ``Backend`` protocol) --
+
+    def check_writable(self) -> None:
+        if self.readonly:
+            raise ReadOnlyError(f"{self.path}: opened read-only")
+        if self._closed:
+            raise StoreClosedError(f"{self.path}: store is closed")
+        if os.getpid() != self._pid:
+            raise StoreClosedError(f"{self.path}: opened before fork(); open it again here")
+
+    def allocate_eno(self, entity: Entity, id: str) -> int:
+        with self._eno_lock:
+            eno = self._next_eno
+            self._next_eno += 1
+            self._names[eno] = (entity, id)
+            return eno
+
+    def submit(self, write: Write) -> Batch:
+        assert self._committer is not None
+        return self._committer.submit(write)
+
+    # -- public --
+
+    @property
+    def last_position(self) -> int:
+        """The position of the newest durable event."""
+        if self._committer is not None:
+            return self._committer.last_position
+        return self._log_last_position()
+
+    def _log_last_position(self) -> int:
+        from .codec import parse_event_key
+
+        with self._log.reading() as txn:
+            cursor = txn.cursor(db=self._log.dbs[b"events"])
+            return parse_event_key(cursor.key())[0] if cursor.last() else 0
+
+    def stats(self) -> dict[str, int]:
+        """Commits and events written by this open (to show group commit at work)."""
+        committer = self._committer
+        return {
+            "commits": committer.commits if committer else 0,
+            "events": committer.events if committer else 0,
+        }
+
+    def flush(self) -> None:
+        """Make every earlier ``update`` durable."""
+        if self._committer is not None and not self._closed:
+            self._committer.flush()
+
+    def close(self) -> None:
+        """Write what is queued, snapshot what the log holds beyond snapshots, release."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._committer is not None and os.getpid() == self._pid:
+                self._committer.close()
+        finally:
+            self._log.close()
+
+
+def _tuning(given: dict[str, int]) -> dict[str, int]:
+    unknown = set(given) - set(TUNING_DEFAULTS)
+    if unknown:
+        raise InvalidInputError(f"unknown tuning options: {', '.join(sorted(unknown))}")
+    tuning = {**TUNING_DEFAULTS, **given}
+    for name, value in tuning.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise InvalidInputError(f"{name} must be a positive integer, not {value!r}")
+    return tuning
+
+
+def open_store(path: str | os.PathLike[str], *, readonly: bool = False, **tuning: int) -> Store:
+    """Open (creating if missing, unless ``readonly``) and rebuild every entry."""
+    return Store(path, readonly=readonly, **tuning)

@@ -1,0 +1,26 @@
+"""Shared fixtures: a fresh store directory and a store opened on it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import evstore
+
+
+@pytest.fixture
+def store_path(tmp_path: Path) -> Path:
+    """A path where no store exists yet (opening it creates one)."""
+    return tmp_path / "store"
+
+
+@pytest.fixture
+def store(store_path: Path) -> Iterator[evstore.Store]:
+    """A writable store, closed after the test."""
+    s = evstore.open(store_path)
+    try:
+        yield s
+    finally:
+        s.close()
