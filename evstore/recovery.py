@@ -57,13 +57,11 @@ class Found:
     time: int = 0
     deleted: bool = False
     reason: str | None = None
-    damage_pos: int = 0
     max_seq: int = 0
     first_replayed: int | None = None
 
-    def break_off(self, reason: str, pos: int) -> None:
+    def break_off(self, reason: str) -> None:
         self.reason = reason
-        self.damage_pos = pos
 
     @property
     def id(self) -> str | None:
@@ -129,7 +127,7 @@ def _fold_history(txn: Any, dbs: dict[bytes, Any], eno: int, reason: str) -> Fou
     found = Found(eno=eno)
     cursor = txn.cursor(db=dbs[b"index"])
     if not cursor.set_range(index_key(eno, 0)):
-        found.break_off(f"{reason}; no history to rebuild from", 0)
+        found.break_off(f"{reason}; no history to rebuild from")
         return found
     for key, value in cursor:
         key_eno, seq = parse_index_key(key)
@@ -172,23 +170,23 @@ def _step(found: Found, pos: int, seq: int, key: bytes, value: bytes | None) -> 
     """Fold one event into ``found``, or record why it cannot be."""
     found.max_seq = max(found.max_seq, seq)
     if seq != found.seq + 1:
-        found.break_off(f"events {found.seq + 1}..{seq - 1} missing", pos)
+        found.break_off(f"events {found.seq + 1}..{seq - 1} missing")
         return
     if value is None:
-        found.break_off(f"event {seq} missing", pos)
+        found.break_off(f"event {seq} missing")
         return
     try:
         record = decode_event(key, value)
     except RecordError as exc:
-        found.break_off(f"event {seq} at position {pos}: {exc}", pos)
+        found.break_off(f"event {seq} at position {pos}: {exc}")
         return
     kind = record.kind
     if (kind == Kind.CREATED) != (found.status is None or found.deleted):
-        found.break_off(f"event {seq} at position {pos}: unexpected {Kind(kind).name}", pos)
+        found.break_off(f"event {seq} at position {pos}: unexpected {Kind(kind).name}")
         return
     if kind == Kind.CREATED:
         if record.metadata is None:
-            found.break_off(f"event {seq} at position {pos}: created without metadata", pos)
+            found.break_off(f"event {seq} at position {pos}: created without metadata")
             return
         found.metadata, found.deleted = record.metadata, False
         found.entity = Entity.CONTAINER if isinstance(record, ContainerEventV1) else Entity.SANDBOX
@@ -203,11 +201,10 @@ def _dirty(entries: dict[int, Found], bad: dict[int, str], checkpoint: int) -> d
     """Which entries the log holds beyond their snapshot, oldest first, for the policy."""
     dirty: list[tuple[int, int, Dirty]] = []
     for eno, found in entries.items():
-        if found.reason is not None:
-            first = max(found.damage_pos, checkpoint + 1)
+        first = found.first_replayed or checkpoint + 1
+        if found.reason is not None:  # replay must keep starting before its damage
             dirty.append((first, eno, Dirty(first, None, 0, pinned=True)))
         elif found.first_replayed is not None or eno in bad:
-            first = found.first_replayed or checkpoint + 1
             dirty.append((first, eno, Dirty(first, _as_write(found), found.pos)))
     dirty.sort(key=lambda item: item[0])
     return {eno: entry for _first, eno, entry in dirty}

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from . import audit
+from .codec import parse_event_key
 from .commit import Batch, Committer
 from .entries import Entries, Entry
 from .errors import InvalidInputError, ReadOnlyError, StoreClosedError
-from .events import Entity
+from .events import Entity, Event
 from .log import DEFAULT_MAP_SIZE, Log
 from .model import ContainerMetadata, ContainerStatus, SandboxMetadata, SandboxStatus
 from .recovery import LoadReport, Recovered, load
@@ -131,11 +134,25 @@ class Store:
         return self._log_last_position()
 
     def _log_last_position(self) -> int:
-        from .codec import parse_event_key
-
         with self._log.reading() as txn:
             cursor = txn.cursor(db=self._log.dbs[b"events"])
             return parse_event_key(cursor.key())[0] if cursor.last() else 0
+
+    def history(self, id: str) -> list[Event]:
+        """Every event of ``id``, oldest first, across all its incarnations."""
+        self._check_open()
+        return audit.history(self._log, self._names, id)
+
+    def events(self, since: int = 0) -> Iterator[Event]:
+        """The global feed: every event with ``position > since``, in order."""
+        self._check_open()
+        return audit.events(self._log, self._names, since)
+
+    def _check_open(self) -> None:
+        """Audit reads see the log, so first let queued ``update`` events reach it."""
+        if self._closed:
+            raise StoreClosedError(f"{self.path}: store is closed")
+        self.flush()
 
     def stats(self) -> dict[str, int]:
         """Commits and events written by this open (to show group commit at work)."""

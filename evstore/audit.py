@@ -1,0 +1,103 @@
+"""Reading the log back: one id's history and the global feed, as ``Event`` values.
+
+Reads go in short transactions of a page each, so a long export never pins old pages
+that the writer would otherwise reuse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from .codec import (
+    ContainerEventV1,
+    RecordError,
+    decode_event,
+    event_key,
+    index_key,
+    parse_event_key,
+    parse_index_key,
+    unpack_u64,
+)
+from .events import ENTITY_NAMES, KIND_NAMES, Entity, Event, Kind, changes_dict
+from .log import Log
+
+PAGE = 1_000
+Names = dict[int, tuple[Entity, str]]
+
+
+def to_event(key: bytes, value: bytes, names: Names) -> Event | None:
+    """Decode one log record; None when it is damaged (``verify`` reports those)."""
+    position, eno, seq = parse_event_key(key)
+    try:
+        record = decode_event(key, value)
+    except RecordError:
+        return None
+    if record.kind == Kind.CREATED and record.metadata is not None:
+        entity = Entity.CONTAINER if isinstance(record, ContainerEventV1) else Entity.SANDBOX
+        names[eno] = (entity, record.metadata.id)
+    entity, ident = names.get(eno, (Entity.CONTAINER, f"#{eno}"))
+    return Event(
+        position=position, entity=ENTITY_NAMES[entity], id=ident, seq=seq, time=record.time,
+        type=KIND_NAMES[Kind(record.kind)], changes=changes_dict(record.changes),
+    )
+
+
+def events(log: Log, names: Names, since: int = 0) -> Iterator[Event]:
+    """Every event with ``position > since``, in order."""
+    while True:
+        page = _page(log, names, since)
+        yield from page
+        if len(page) < PAGE:
+            return
+        since = page[-1].position
+
+
+def _page(log: Log, names: Names, since: int) -> list[Event]:
+    found: list[Event] = []
+    with log.reading() as txn:
+        cursor = txn.cursor(db=log.dbs[b"events"])
+        if not cursor.set_range(event_key(since + 1, 0, 0)):
+            return found
+        for key, value in cursor:
+            event = to_event(key, value, names)
+            if event is not None:
+                found.append(event)
+            if len(found) >= PAGE:
+                break
+    return found
+
+
+def history(log: Log, names: Names, ident: str) -> list[Event]:
+    """Every event of ``ident`` (containers and sandboxes alike), oldest first."""
+    enos = _enos_of(names, ident)
+    if not enos:  # perhaps added after this (read-only) store was opened: learn its number
+        for _event in events(log, names):
+            pass
+        enos = _enos_of(names, ident)
+    found: list[Event] = []
+    with log.reading() as txn:
+        for eno in enos:
+            found.extend(_entry_events(txn, log, names, eno))
+    found.sort(key=lambda event: event.position)
+    return found
+
+
+def _entry_events(txn: Any, log: Log, names: Names, eno: int) -> Iterator[Event]:
+    cursor = txn.cursor(db=log.dbs[b"index"])
+    if not cursor.set_range(index_key(eno, 0)):
+        return
+    events_db = log.dbs[b"events"]
+    for key, value in cursor:
+        key_eno, seq = parse_index_key(key)
+        if key_eno != eno:
+            return
+        ekey = event_key(unpack_u64(value), eno, seq)
+        raw = txn.get(ekey, db=events_db)
+        event = to_event(ekey, raw, names) if raw is not None else None
+        if event is not None:
+            yield event
+
+
+def _enos_of(names: Names, ident: str) -> list[int]:
+    return [eno for eno, (_entity, name) in list(names.items()) if name == ident]

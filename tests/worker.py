@@ -1,0 +1,84 @@
+"""Child processes for crash tests: they use a store as a runtime would and get killed."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+
+import msgspec
+
+import evstore
+from evstore import ContainerMetadata, ContainerStatus, SandboxMetadata, SandboxState, SandboxStatus
+
+NO_SNAPSHOTS = {"snapshot_every": 1_000_000, "checkpoint_every": 1_000_000_000}
+
+
+_out = threading.Lock()
+
+
+def say(*words: object) -> None:
+    line = " ".join(map(str, words)) + "\n"
+    with _out:  # threads must not interleave halves of lines
+        sys.stdout.write(line)
+        sys.stdout.flush()
+
+
+def build(path: str, count: int, events: int) -> None:
+    """Containers c0.. with ``events`` durable updates each, a sandbox; then wait to be killed."""
+    store = evstore.open(path, **NO_SNAPSHOTS)
+    for n in range(count):
+        entry = store.containers.add(ContainerMetadata(id=f"c{n}"), ContainerStatus(created_at=1))
+        for pid in range(1, events):
+            entry.status.update_sync(lambda s, pid=pid: msgspec.structs.replace(s, pid=pid))
+    sandbox = store.sandboxes.add(SandboxMetadata(id="s0"), SandboxStatus(created_at=1))
+    sandbox.status.update_sync(lambda s: msgspec.structs.replace(s, state=SandboxState.READY))
+    sandbox.status.update_sync(lambda s: msgspec.structs.replace(s, pid=42))
+    say("ready")
+    time.sleep(60)
+
+
+def hammer(path: str, threads: int) -> None:
+    """Threads bump their own container's pid with update_sync and print each ack."""
+    store = evstore.open(path)
+    entries = [
+        store.containers.add(ContainerMetadata(id=f"t{n}"), ContainerStatus(created_at=1))
+        for n in range(threads)
+    ]
+    say("ready")
+
+    def run(entry: evstore.store.Entry) -> None:  # type: ignore[name-defined]
+        for pid in range(1, 1_000_000):
+            entry.status.update_sync(lambda s, pid=pid: msgspec.structs.replace(s, pid=pid))
+            say("ack", entry.id, pid)
+
+    for entry in entries:
+        threading.Thread(target=run, args=(entry,), daemon=True).start()
+    time.sleep(60)
+
+
+def lazy(path: str) -> None:
+    """One ``update`` that nobody flushes; it must be on disk a second later."""
+    store = evstore.open(path)
+    entry = store.containers.add(ContainerMetadata(id="lazy"), ContainerStatus(created_at=1))
+    entry.status.update(lambda s: msgspec.structs.replace(s, pid=77, started_at=2))
+    say("updated")
+    time.sleep(60)
+
+
+def hold(path: str) -> None:
+    """Keep a store open (read-only when asked) until killed."""
+    readonly = sys.argv[3:] == ["readonly"]
+    store = evstore.open(path, readonly=readonly)
+    if readonly:  # killed inside a read transaction: its reader slot is left behind
+        txn = store._log.env.begin()
+        txn.get(b"format")
+    say("open")
+    time.sleep(60)
+
+
+if __name__ == "__main__":
+    command, target, *rest = sys.argv[1:]
+    {"build": build, "hammer": hammer, "lazy": lazy, "hold": hold}[command](
+        target, *[int(arg) for arg in rest if arg.isdigit()]
+    )
