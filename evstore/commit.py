@@ -62,6 +62,7 @@ class Committer:
         self._retry: list[Write] = []
         self._async_error: EvstoreError | None = None
         self._closing = False
+        self._busy = False  # someone (a leader or the writer thread) is committing
         self._listeners: list[Listener] = []
         self.commits = 0
         self.events = 0
@@ -79,32 +80,68 @@ class Committer:
     def remove_listener(self, listener: Listener) -> None:
         self._listeners.remove(listener)
 
-    def submit(self, item: Write) -> Batch:
+    def submit(self, item: Write) -> None:
+        """Queue a write for the writer thread; return at once (``update``)."""
         with self._cond:
-            while self._pending >= self._max_pending and not self._closing:
-                self._space.wait()  # backpressure: a flood waits instead of piling up
-            batch = self._open_batch()
-            batch.items.append(item)
-            self._pending += 1
-            return batch
+            self._join(item)
+            self._cond.notify()
+
+    def commit(self, item: Write | None) -> None:
+        """Queue a write (None: nothing, as a barrier) and return once it is durable.
+
+        A caller that finds nobody committing commits the queue itself, up to its own
+        batch, so a lone writer pays no thread hand-off; others wait for that leader or
+        for the writer thread, and all of them share one fsync.
+        """
+        with self._cond:
+            batch = self._join(item)
+            lead = not self._busy
+            self._busy = True
+        if lead:
+            self._lead(batch)
+        batch.wait()
 
     def flush(self) -> None:
         """Wait until everything queued before is durable; raise if some of it cannot be."""
-        with self._cond:
-            batch = self._open_batch(fresh=True)
-        batch.wait()
+        self.commit(None)
         with self._cond:
             error = self._async_error
         if error is not None:
             raise type(error)(*error.args)
 
-    def _open_batch(self, fresh: bool = False) -> Batch:
+    def _join(self, item: Write | None) -> Batch:
         if self._closing:
             raise StoreClosedError("store is closed")
-        if fresh or not self._queue or len(self._queue[-1].items) >= self._max_batch:
+        if item is None:
+            self._queue.append(Batch())  # a barrier: behind everything queued so far
+            return self._queue[-1]
+        while self._pending >= self._max_pending:
+            self._space.wait()  # backpressure: a flood waits instead of piling up
+            if self._closing:
+                raise StoreClosedError("store is closed")
+        if not self._queue or len(self._queue[-1].items) >= self._max_batch:
             self._queue.append(Batch())
-            self._cond.notify()
-        return self._queue[-1]
+        batch = self._queue[-1]
+        batch.items.append(item)
+        self._pending += 1
+        return batch
+
+    def _take(self) -> Batch:
+        batch = self._queue.popleft()
+        self._pending -= len(batch.items)
+        self._space.notify_all()
+        return batch
+
+    def _lead(self, mine: Batch) -> None:
+        while True:
+            with self._cond:
+                if mine.done.is_set() or not self._queue:
+                    self._busy = False
+                    if self._queue:
+                        self._cond.notify()  # the writer thread takes the rest
+                    return
+                batch = self._take()
+            self._commit(batch)
 
     def close(self) -> None:
         """Commit what is queued, snapshot every dirty entry, and stop the thread."""
@@ -120,14 +157,15 @@ class Committer:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._queue and not self._closing:
+                while self._busy or not (self._queue or self._closing):
                     self._cond.wait()
                 if not self._queue:
                     break
-                batch = self._queue.popleft()
-                self._pending -= len(batch.items)
-                self._space.notify_all()
+                self._busy = True
+                batch = self._take()
             self._commit(batch)
+            with self._cond:
+                self._busy = False
         if not self._retry:
             self._write_plan([], self._policy.plan_all(self._last_pos))
 

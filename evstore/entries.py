@@ -17,7 +17,6 @@ from typing import Any, Generic, Protocol, TypeVar
 import msgspec
 
 from .codec import EVENT_TYPES, encode_payload
-from .commit import Batch
 from .errors import AlreadyExistsError, AmbiguousIDError, InvalidInputError, NotFoundError
 from .events import STATUS_TYPES, Entity, Kind, classify, diff, no_changes
 from .model import (
@@ -46,7 +45,8 @@ class Backend(Protocol):
 
     def check_writable(self) -> None: ...
     def allocate_eno(self, entity: Entity, id: str) -> int: ...
-    def submit(self, write: Write) -> Batch: ...
+    def submit(self, write: Write) -> None: ...
+    def commit(self, write: Write) -> None: ...
 
 
 def clone(status: S) -> S:
@@ -138,9 +138,7 @@ class Entry(Generic[S, M]):
                 return clone(new)
             kind = classify(old, new)
             write = self._entries.make_write(self, kind, changes, new, sync=sync, repair=repair)
-            batch = backend.submit(write)
-            if sync:
-                batch.wait()
+            (backend.commit if sync else backend.submit)(write)
             self.current, self.seq = new, write.seq
             self.damaged = self.damaged and not repair
             return clone(new)
@@ -155,7 +153,7 @@ class Entry(Generic[S, M]):
                 self, Kind.DELETED, None, self.current, sync=True, repair=self.damaged,
                 deleted=True,
             )
-            backend.submit(write).wait()
+            backend.commit(write)
             self.deleted, self.seq = True, write.seq
             self._entries.forget(self)
 
@@ -189,7 +187,7 @@ class Entries(Generic[S, M]):
         try:
             changes = diff(STATUS_TYPES[self.entity](), status)
             write = self.make_write(entry, Kind.CREATED, changes, status, sync=True)
-            self.backend.submit(write).wait()
+            self.backend.commit(write)
         except BaseException:
             with self._lock:
                 self._adding.discard(metadata.id)

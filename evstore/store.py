@@ -11,7 +11,7 @@ from typing import Any
 
 from . import audit
 from .codec import parse_event_key
-from .commit import Batch, Committer
+from .commit import Committer
 from .entries import Entries, Entry
 from .errors import InvalidInputError, ReadOnlyError, StoreClosedError
 from .events import Entity, Event
@@ -120,9 +120,13 @@ class Store:
             self._names[eno] = (entity, id)
             return eno
 
-    def submit(self, write: Write) -> Batch:
+    def submit(self, write: Write) -> None:
         assert self._committer is not None
-        return self._committer.submit(write)
+        self._committer.submit(write)
+
+    def commit(self, write: Write) -> None:
+        assert self._committer is not None
+        self._committer.commit(write)
 
     # -- public --
 
