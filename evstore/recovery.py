@@ -135,7 +135,7 @@ def _fold_history(txn: Any, dbs: dict[bytes, Any], eno: int, reason: str) -> Fou
             break
         pos = unpack_u64(value)
         ekey = event_key(pos, eno, seq)
-        _step(found, pos, seq, ekey, txn.get(ekey, db=dbs[b"events"]))
+        step(found, pos, seq, ekey, txn.get(ekey, db=dbs[b"events"]))
         if found.reason is not None:
             found.reason = f"{reason}; {found.reason}"
             break
@@ -161,12 +161,12 @@ def _replay(
             continue
         if found.first_replayed is None:
             found.first_replayed = pos
-        _step(found, pos, seq, key, value)
+        step(found, pos, seq, key, value)
         report.events_replayed += 1
     return last_pos
 
 
-def _step(found: Found, pos: int, seq: int, key: bytes, value: bytes | None) -> None:
+def step(found: Found, pos: int, seq: int, key: bytes, value: bytes | None) -> None:
     """Fold one event into ``found``, or record why it cannot be."""
     found.max_seq = max(found.max_seq, seq)
     if seq != found.seq + 1:
