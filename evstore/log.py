@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import resource
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -105,12 +106,9 @@ class Log:
             except lmdb.MapFullError:
                 txn.abort()
                 self._grow()
-            except lmdb.Error as exc:
+            except (lmdb.Error, OSError) as exc:
                 txn.abort()
-                raise _write_error(exc) from None
-            except OSError as exc:
-                txn.abort()
-                raise _write_error(exc) from None
+                raise _write_error(exc, self.path) from None
             except BaseException:
                 txn.abort()
                 raise
@@ -235,12 +233,22 @@ def _begin(env: Any, *, write: bool) -> Any:
         return env.begin(write=write)
 
 
-def _write_error(exc: BaseException) -> EvstoreError:
-    code = getattr(exc, "errno", None)
+def _write_error(exc: BaseException, path: Path) -> EvstoreError:
     text = str(exc)
-    if code in _FULL_ERRNOS or "No space left" in text or "File too large" in text:
-        return DiskFullError(f"commit failed, disk full: {text}")
+    full = any(os.strerror(code) in text for code in _FULL_ERRNOS)
+    # a write cut short by a full disk or a file-size limit reaches LMDB as EIO
+    if full or (os.strerror(errno.EIO) in text and _no_room(path)):
+        return DiskFullError(f"commit failed, no room to write: {text}")
     return WriteError(f"commit failed: {text}")
+
+
+def _no_room(path: Path) -> bool:
+    stats = os.statvfs(path)
+    if stats.f_bavail * stats.f_frsize < 1 << 20:
+        return True
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    size = (path / _DATA_FILE).stat().st_size
+    return limit != resource.RLIM_INFINITY and size + (1 << 20) > limit
 
 
 def _corrupt(path: Path, exc: BaseException) -> EvstoreError:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import resource
+import signal
 import sys
 import threading
 import time
@@ -66,6 +69,49 @@ def lazy(path: str) -> None:
     time.sleep(60)
 
 
+def full(path: str) -> None:
+    """Writes under a file-size limit at the current size: they must fail cleanly, then recover."""
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG instead of being killed
+    store = evstore.open(path)
+    for n in range(20):
+        store.containers.add(ContainerMetadata(id=f"c{n}"), ContainerStatus(created_at=1))
+    size = os.path.getsize(os.path.join(path, "data.mdb"))
+    hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, hard))
+    big = "x" * 5_000
+    entry = store.containers.get("c1")
+    for attempt in range(3):
+        try:
+            entry.status.update_sync(lambda s: msgspec.structs.replace(s, message=big, pid=9))
+        except evstore.EvstoreError as exc:
+            say("failed", attempt, type(exc).__name__, entry.status.get().pid)
+    try:
+        store.containers.add(ContainerMetadata(id="new", name=big), ContainerStatus(created_at=1))
+    except evstore.DiskFullError:
+        say("add failed", len(store.containers.list()))
+    store.containers.get("c2").status.update(lambda s: msgspec.structs.replace(s, message=big))
+    try:
+        store.flush()
+    except evstore.DiskFullError:
+        say("flush failed", store.containers.get("c2").status.get().message == big)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))
+    store.flush()  # the kept update goes in now
+    entry.status.update_sync(lambda s: msgspec.structs.replace(s, pid=10))
+    say("recovered")
+    time.sleep(60)
+
+
+def open_full(path: str) -> None:
+    """Open with no room at all to grow the file: opening must not need any."""
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    size = os.path.getsize(os.path.join(path, "data.mdb"))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+    store = evstore.open(path)
+    say("opened", store.load_report.loaded, len(store.load_report.unknown))
+    store.close()
+    say("closed")
+
+
 def hold(path: str) -> None:
     """Keep a store open (read-only when asked) until killed."""
     readonly = sys.argv[3:] == ["readonly"]
@@ -79,6 +125,9 @@ def hold(path: str) -> None:
 
 if __name__ == "__main__":
     command, target, *rest = sys.argv[1:]
-    {"build": build, "hammer": hammer, "lazy": lazy, "hold": hold}[command](
+    {
+        "build": build, "hammer": hammer, "lazy": lazy, "hold": hold, "full": full,
+        "open_full": open_full,
+    }[command](
         target, *[int(arg) for arg in rest if arg.isdigit()]
     )
