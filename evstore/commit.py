@@ -62,6 +62,7 @@ class Committer:
         self._retry: list[Write] = []
         self._async_error: EvstoreError | None = None
         self._closing = False
+        self._abandoned = False
         self._busy = False  # someone (a leader or the writer thread) is committing
         self._listeners: list[Listener] = []
         self.commits = 0
@@ -154,6 +155,18 @@ class Committer:
             error = self._async_error
             raise type(error)(f"{len(self._retry)} updates were never written: {error}")
 
+    def abandon(self) -> None:
+        """Stop as a crash would: drop what is queued, write no final snapshots."""
+        with self._cond:
+            self._closing = self._abandoned = True
+            for batch in self._queue:
+                batch.finish(StoreClosedError("store was abandoned"))
+            self._queue.clear()
+            self._retry = []
+            self._cond.notify_all()
+            self._space.notify_all()
+        self._thread.join()
+
     def _run(self) -> None:
         while True:
             with self._cond:
@@ -166,7 +179,7 @@ class Committer:
             self._commit(batch)
             with self._cond:
                 self._busy = False
-        if not self._retry:
+        if not self._retry and not self._abandoned:
             self._write_plan([], self._policy.plan_all(self._last_pos))
 
     def _commit(self, batch: Batch) -> None:

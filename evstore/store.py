@@ -183,6 +183,14 @@ class Store:
             self._log.close()
 
 
+def abandon(store: Store) -> None:
+    """Leave a store as a crash would (queued ``update`` events lost): for tests."""
+    if store._committer is not None:
+        store._committer.abandon()
+    store._closed = True
+    store._log.close()
+
+
 def _tuning(given: dict[str, int]) -> dict[str, int]:
     unknown = set(given) - set(TUNING_DEFAULTS)
     if unknown:

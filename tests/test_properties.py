@@ -1,0 +1,163 @@
+"""Random sequences of operations, reopens and crashes against a plain in-memory model."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import msgspec
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
+import evstore
+from evstore import ContainerMetadata, ContainerStatus, SandboxMetadata, SandboxState, SandboxStatus
+from evstore.states import check_move
+from evstore.store import abandon
+
+IDS = st.sampled_from(["a", "ab", "b", "c"])
+KINDS = st.sampled_from(["containers", "sandboxes"])
+Status = ContainerStatus | SandboxStatus
+CHANGES = st.fixed_dictionaries(
+    {},
+    optional={
+        "pid": st.integers(0, 2**31),
+        "created_at": st.integers(0, 3),
+        "started_at": st.integers(0, 3),
+        "finished_at": st.integers(0, 3),
+        "exit_code": st.integers(-1, 255),
+        "message": st.text(max_size=5),
+        "starting": st.booleans(),
+    },
+)
+SANDBOX_CHANGES = st.fixed_dictionaries(
+    {},
+    optional={
+        "pid": st.integers(0, 2**31),
+        "state": st.sampled_from([SandboxState.INIT, SandboxState.READY, SandboxState.NOTREADY]),
+        "exit_status": st.integers(0, 255),
+    },
+)
+
+
+def state_of(status: Status) -> evstore.ContainerState | SandboxState:
+    return status.state() if isinstance(status, ContainerStatus) else status.state
+
+
+def durable(status: Status | None) -> Status | None:
+    if isinstance(status, ContainerStatus):
+        return msgspec.structs.replace(status, starting=False)
+    return status
+
+
+class StoreModel(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.dir = Path(tempfile.mkdtemp())
+        self.store = evstore.open(self.dir / "s", snapshot_every=2, checkpoint_every=3)
+        # (kind, id) -> statuses since the last durable one (first item: durable; None: absent)
+        self.model: dict[tuple[str, str], list[Status | None]] = {}
+
+    def teardown(self) -> None:
+        self.store.close()
+        shutil.rmtree(self.dir)
+
+    def current(self, key: tuple[str, str]) -> Status | None:
+        return self.model.get(key, [None])[-1]
+
+    @rule(kind=KINDS, ident=IDS, created=st.integers(0, 3))
+    def add(self, kind: str, ident: str, created: int) -> None:
+        key = (kind, ident)
+        if kind == "containers":
+            metadata, status = ContainerMetadata(id=ident), ContainerStatus(created_at=created)
+        else:
+            metadata, status = SandboxMetadata(id=ident), SandboxStatus(created_at=created)
+        try:
+            getattr(self.store, kind).add(metadata, status)
+        except evstore.AlreadyExistsError:
+            assert self.current(key) is not None
+        else:
+            assert self.current(key) is None
+            self.model[key] = [status]
+
+    @rule(kind=KINDS, ident=IDS, data=st.data(), sync=st.booleans())
+    def update(self, kind: str, ident: str, data: st.DataObject, sync: bool) -> None:
+        key = (kind, ident)
+        old = self.current(key)
+        if old is None:
+            return
+        changes = data.draw(CHANGES if kind == "containers" else SANDBOX_CHANGES)
+        new = msgspec.structs.replace(old, **changes)
+        entry = getattr(self.store, kind).get(ident)
+        method = entry.status.update_sync if sync else entry.status.update
+        try:
+            check_move(state_of(old), state_of(new))
+        except evstore.InvalidTransitionError:
+            try:
+                method(lambda s: msgspec.structs.replace(s, **changes))
+            except evstore.InvalidTransitionError:
+                return
+            raise AssertionError("an invalid move was accepted") from None
+        method(lambda s: msgspec.structs.replace(s, **changes))
+        history = self.model[key]
+        self.model[key] = [new] if sync else [*history, new]
+
+    @rule(kind=KINDS, ident=IDS)
+    def delete(self, kind: str, ident: str) -> None:
+        live = [i for (k, i), history in self.model.items() if k == kind and history[-1]]
+        matches = [ident] if ident in live else [i for i in live if i.startswith(ident)]
+        try:
+            getattr(self.store, kind).delete(ident)  # an id or a unique prefix
+        except evstore.AmbiguousIDError:
+            assert len(matches) > 1
+            return
+        if len(matches) == 1:
+            self.model[(kind, matches[0])] = [None]
+
+    @rule()
+    def flush(self) -> None:
+        self.store.flush()
+        self.model = {key: [history[-1]] for key, history in self.model.items()}
+
+    @rule()
+    def reopen(self) -> None:
+        self.store.close()
+        self.store = evstore.open(self.dir / "s", snapshot_every=2, checkpoint_every=3)
+        assert self.store.load_report.unknown == {}
+        self.model = {key: [durable(history[-1])] for key, history in self.model.items()}
+
+    @rule()
+    def crash(self) -> None:
+        abandon(self.store)
+        self.store = evstore.open(self.dir / "s", snapshot_every=2, checkpoint_every=3)
+        assert self.store.load_report.unknown == {}
+        for key, history in self.model.items():
+            found = self.lookup(key)
+            # what survives is the last durable state or a later one, in order
+            candidates = [durable(status) for status in history]
+            assert found in candidates, (key, found, candidates)
+            self.model[key] = [found]
+
+    def lookup(self, key: tuple[str, str]) -> Status | None:
+        try:
+            return getattr(self.store, key[0]).get(key[1]).status.get()  # type: ignore[no-any-return]
+        except evstore.NotFoundError:
+            return None
+
+    @invariant()
+    def matches_model(self) -> None:
+        for key, history in self.model.items():
+            entries = getattr(self.store, key[0])
+            live = key[1] in {entry.id for entry in entries.list()}
+            assert live == (history[-1] is not None)
+            if live:
+                assert entries.get(key[1]).status.get() == history[-1]
+
+
+StoreModel.TestCase.settings = settings(
+    max_examples=int(os.environ.get("EVSTORE_PROPERTY_EXAMPLES", "60")), stateful_step_count=30, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+test_store_model = StoreModel.TestCase
