@@ -157,7 +157,9 @@ class StoreModel(RuleBasedStateMachine):
 
 
 StoreModel.TestCase.settings = settings(
-    max_examples=int(os.environ.get("EVSTORE_PROPERTY_EXAMPLES", "60")), stateful_step_count=30, deadline=None,
+    max_examples=int(os.environ.get("EVSTORE_PROPERTY_EXAMPLES", "60")),
+    stateful_step_count=30,
+    deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
 test_store_model = StoreModel.TestCase
