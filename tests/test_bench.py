@@ -1,0 +1,241 @@
+"""The benchmark harness and the ``evstore bench`` command (no timing asserts)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from click.testing import CliRunner
+
+import evstore.cli
+from evstore import (
+    ContainerResources,
+    ContainerStatus,
+    EvstoreError,
+    HugepageLimit,
+    LinuxContainerResources,
+    WindowsContainerResources,
+)
+from evstore.bench import BenchConfig, BenchResult, FileCheckpoint, count_steps, run
+from evstore.bench.baseline import STATUS_FILE, encode_status
+from evstore.bench.runner import Progress, make_measure
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+# --- the runner -------------------------------------------------------------------------------
+
+
+def test_runner_takes_every_measure(tmp_path: Path) -> None:
+    cfg = BenchConfig(
+        seconds=0.2, repeats=2, pool=8, threads=(2, 8), reopen_sizes=(50,), directory=tmp_path
+    )
+    calls: list[tuple[int, int]] = []
+    result = run(cfg, lambda what, done, total: calls.append((done, total)))
+
+    names = [m.name for m in result.measures]
+    assert names == [
+        "update_sync_1", "update_sync_2", "update_sync_8", "update_1", "reopen_50", "disk_50",
+    ]
+    for m in result.measures:
+        assert m.evstore > 0 and m.baseline > 0, m.name
+        assert math.isclose(m.ratio, m.evstore / m.baseline), m.name
+        assert all(s > 0 for s in (*m.evstore_samples, *m.baseline_samples)), m.name
+        assert m.better == ("higher" if m.unit == "ops/s" else "lower")
+    timed = [m for m in result.measures if not m.name.startswith("disk")]
+    assert all(len(m.evstore_samples) == cfg.repeats for m in timed)
+
+    reopen = result.measures[4].detail
+    assert reopen["statuses_match"] is True
+    assert reopen["load_report"]["loaded"] == 50
+    assert reopen["load_report"]["unknown"] == {}
+
+    assert calls[-1] == (count_steps(cfg), count_steps(cfg))
+    assert [done for done, _ in calls] == list(range(1, count_steps(cfg) + 1))
+    assert list(tmp_path.iterdir()) == []  # the work directory is removed
+    json.dumps(result.to_dict())  # JSON-serialisable as it is
+
+
+# --- the baseline -----------------------------------------------------------------------------
+
+
+def _full_status(**kw: Any) -> ContainerStatus:
+    resources = ContainerResources(
+        linux=LinuxContainerResources(
+            cpu_period=100_000, cpu_quota=-1, cpu_shares=2, cpuset_cpus="0-1", cpuset_mems="0",
+            memory_limit_in_bytes=1 << 30, memory_swap_limit_in_bytes=1 << 31,
+            oom_score_adj=-999, unified={"memory.high": "max"},
+            hugepage_limits=[HugepageLimit(page_size="2MB", limit=4 << 20)],
+        ),
+        windows=WindowsContainerResources(cpu_shares=10, cpu_count=2, cpu_maximum=5000),
+    )
+    fields: dict[str, Any] = {
+        "pid": 4321, "created_at": 1_700_000_000_123_456_789,
+        "started_at": 1_700_000_001_000_000_000, "finished_at": 1_700_000_002_000_000_000,
+        "exit_code": -1, "reason": "OOMKilled", "message": 'killed "x"\n\u00e9\u2603',
+        "resources": resources,
+    }
+    return ContainerStatus(**{**fields, **kw})
+
+
+def test_baseline_round_trips_a_status(tmp_path: Path) -> None:
+    status = _full_status()
+    cp = FileCheckpoint(tmp_path)
+    cp.add("c1", status)
+    cp.add("c2", ContainerStatus(created_at=5))
+    assert FileCheckpoint(tmp_path).load() == {"c1": status, "c2": ContainerStatus(created_at=5)}
+
+
+def test_baseline_writes_containerd_json(tmp_path: Path) -> None:
+    FileCheckpoint(tmp_path).add("c1", _full_status(starting=True, removing=True))
+    doc = json.loads((tmp_path / "c1" / STATUS_FILE).read_bytes())
+    assert list(doc) == [
+        "Version", "Pid", "CreatedAt", "StartedAt", "FinishedAt", "ExitCode", "Reason",
+        "Message", "Resources",
+    ]
+    assert doc["Version"] == "v1"
+    assert doc["Resources"]["linux"]["cpu_shares"] == 2
+    assert sorted(os.listdir(tmp_path / "c1")) == [STATUS_FILE]  # no temp file left
+
+
+def test_baseline_drops_transient_flags(tmp_path: Path) -> None:
+    FileCheckpoint(tmp_path).add("c1", ContainerStatus(created_at=1, starting=True, removing=True))
+    assert FileCheckpoint(tmp_path).load()["c1"] == ContainerStatus(created_at=1)
+
+
+def test_baseline_update_sync_rewrites_the_file(tmp_path: Path) -> None:
+    cp = FileCheckpoint(tmp_path)
+    cp.add("c1", ContainerStatus(created_at=1))
+    new = cp.update_sync("c1", lambda s: msgspec.structs.replace(s, pid=7, started_at=2))
+    assert new == ContainerStatus(created_at=1, started_at=2, pid=7)
+    assert cp.get("c1") == new
+    assert FileCheckpoint(tmp_path).load() == {"c1": new}
+
+
+def test_baseline_update_fn_error_changes_nothing(tmp_path: Path) -> None:
+    cp = FileCheckpoint(tmp_path)
+    cp.add("c1", ContainerStatus(created_at=1))
+
+    def boom(s: ContainerStatus) -> ContainerStatus:
+        raise RuntimeError("no")
+
+    with pytest.raises(RuntimeError):
+        cp.update_sync("c1", boom)
+    assert FileCheckpoint(tmp_path).load() == {"c1": ContainerStatus(created_at=1)}
+
+
+def test_baseline_bad_files_load_as_unknown(tmp_path: Path) -> None:
+    cp = FileCheckpoint(tmp_path)
+    for cid in ("good", "garbage", "future", "missing"):
+        cp.add(cid, ContainerStatus(created_at=1))
+    (tmp_path / "garbage" / STATUS_FILE).write_bytes(b"{not json")
+    future = encode_status(ContainerStatus(created_at=1)).replace(b'"v1"', b'"v2"')
+    (tmp_path / "future" / STATUS_FILE).write_bytes(future)
+    (tmp_path / "missing" / STATUS_FILE).unlink()
+
+    loader = FileCheckpoint(tmp_path)
+    loaded = loader.load()
+    assert loaded["good"] == ContainerStatus(created_at=1)
+    assert set(loader.unknown) == {"garbage", "future", "missing"}
+    for cid in loader.unknown:
+        assert loaded[cid].unknown and loaded[cid].exit_code == 255, cid
+    assert "v2" in loader.unknown["future"]
+
+
+# --- the command line -------------------------------------------------------------------------
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "PYTHONPATH": path}
+    return subprocess.run(
+        [sys.executable, "-m", "evstore.cli", *args],
+        capture_output=True, text=True, cwd=REPO, env=env, timeout=60, check=False,
+    )
+
+
+def test_cli_bench_help() -> None:
+    done = _cli("bench", "--help")
+    assert done.returncode == 0, done.stderr
+    for option in ("--quick", "--json", "--dir", "--repeats"):
+        assert option in done.stdout
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["bench", "--no-such-option"],
+        ["bench", "--repeats", "0"],
+        ["bench", "--dir", "/nonexistent/evstore-bench"],
+        ["bench", "--json", "/nonexistent/evstore-bench/out.json"],
+        ["no-such-command"],
+    ],
+)
+def test_cli_user_mistake_is_one_line(args: list[str]) -> None:
+    done = _cli(*args)
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr
+    assert done.stderr.startswith("error: ")
+    assert done.stderr.count("\n") == 1
+
+
+def _fake_result() -> BenchResult:
+    measures = [
+        make_measure("update_sync_1", "update_sync/s, 1 writer", "ops/s", [300.0], [100.0]),
+        make_measure("reopen_9", "reopen", "s", [0.5], [2.0]),
+        make_measure("disk_9", "disk per container", "bytes", [5000.0], [8192.0]),
+    ]
+    env = {"filesystem": "ext4", "directory": "/tmp/x/y", "cpus": 2, "python": "3.11"}
+    return BenchResult({"repeats": 1, "seconds": 0.1}, env, measures, 1.0)
+
+
+def test_cli_bench_prints_table_and_json(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[BenchConfig] = []
+
+    def fake_run(cfg: BenchConfig, progress: Progress | None = None) -> BenchResult:
+        seen.append(cfg)
+        if progress is not None:
+            progress("one", 1, 1)
+        return _fake_result()
+
+    monkeypatch.setattr(evstore.cli, "run", fake_run)
+    out = tmp_path / "out.json"
+    result = CliRunner().invoke(
+        evstore.cli.main,
+        ["bench", "--quick", "--json", str(out), "--dir", str(tmp_path), "--repeats", "2"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "update_sync/s, 1 writer" in result.output
+    assert "3.00x" in result.output and "0.25x" in result.output
+    assert json.loads(out.read_text())["measures"][0]["ratio"] == 3.0
+    assert seen[0].repeats == 2 and seen[0].directory == tmp_path
+    assert seen[0].reopen_sizes == BenchConfig.quick().reopen_sizes
+
+
+@pytest.mark.parametrize(
+    ("exc", "message"),
+    [
+        (EvstoreError("store is\nbroken"), "error: store is broken\n"),
+        (PermissionError(13, "Permission denied"), "error: [Errno 13] Permission denied\n"),
+    ],
+)
+def test_cli_errors_are_one_line(
+    monkeypatch: pytest.MonkeyPatch, exc: Exception, message: str
+) -> None:
+    def failing_run(cfg: BenchConfig, progress: Progress | None = None) -> BenchResult:
+        raise exc
+
+    monkeypatch.setattr(evstore.cli, "run", failing_run)
+    result = CliRunner().invoke(evstore.cli.main, ["bench", "--quick"])
+    assert result.exit_code == 1
+    assert result.stderr == message
+    assert result.exception is None or isinstance(result.exception, SystemExit)
