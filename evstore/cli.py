@@ -21,6 +21,8 @@ from rich.table import Table
 
 from evstore.bench import BenchConfig, BenchResult, Measure, count_steps, run
 from evstore.errors import EvstoreError
+from evstore.verify import count_events
+from evstore.verify import verify as verify_store
 
 
 class UserError(click.ClickException):
@@ -137,6 +139,33 @@ def _run_with_progress(cfg: BenchConfig, console: Console) -> BenchResult:
             bar.update(task, description=what, completed=done, total=total)
 
         return run(cfg, advance)
+
+
+# --- verify -----------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("path", type=click.Path(path_type=Path))
+def verify(path: Path) -> None:
+    """Check every record, sequence, position and snapshot of the store at PATH.
+
+    Exits 0 only when the store is sound; otherwise lists what it found and exits 1.
+    """
+    console = Console(stderr=True)
+    total = count_events(path)
+    columns = (TextColumn("verifying"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True, disable=total < 50_000) as bar:
+        task = bar.add_task("verify", total=total)
+        report = verify_store(path, lambda done: bar.advance(task, done))
+    for problem in report.problems:
+        click.echo(f"problem: {problem}")
+    verdict = "sound" if report.ok else f"{len(report.problems)} problem(s)"
+    click.echo(
+        f"{path}: {verdict}; {report.events:,} events, {report.entries:,} entries,"
+        f" {report.snapshots:,} snapshots, {report.index_entries:,} index entries checked"
+    )
+    if not report.ok:
+        raise SystemExit(1)
 
 
 # --- the table --------------------------------------------------------------------------------

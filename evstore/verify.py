@@ -86,7 +86,7 @@ def _check(txn: Any, dbs: dict[bytes, Any], progress: Progress | None) -> Verify
     for eno, pos in before.items():
         covered = snapshots[eno].position if eno in snapshots else 0
         if covered < pos:
-            name = _name(folds[eno])
+            name = _name(folds[eno], snapshots.get(eno))
             report.problem(f"entry {name}: event at {pos} before checkpoint {checkpoint} "
                            "not covered by a snapshot")
     _check_index(txn, dbs, report)
@@ -130,25 +130,25 @@ def _events(
         if found.reason is None:
             step(found, pos, seq, key, value)
             if found.reason is not None:
-                report.problem(f"entry {_name(found)}: {found.reason}")
+                report.problem(f"entry {_name(found, snapshots.get(eno))}: {found.reason}")
             else:
                 _compare_snapshot(found, snapshots.get(eno), report)
         else:
-            _check_record(key, value, pos, seq, found, report)
+            _check_record(key, value, pos, seq, _name(found, snapshots.get(eno)), found, report)
     if progress is not None:
         progress(report.events % 10_000)
     return folds, before
 
 
 def _check_record(
-    key: bytes, value: bytes, pos: int, seq: int, found: Found, report: VerifyReport
+    key: bytes, value: bytes, pos: int, seq: int, name: str, found: Found, report: VerifyReport
 ) -> None:
     """After an entry's fold broke, still check each later record on its own."""
     found.max_seq = max(found.max_seq, seq)
     try:
         decode_event(key, value)
     except RecordError as exc:
-        report.problem(f"entry {_name(found)}: event {seq} at position {pos}: {exc}")
+        report.problem(f"entry {name}: event {seq} at position {pos}: {exc}")
 
 
 def _compare_snapshot(found: Found, snapshot: SnapshotRecord | None, report: VerifyReport) -> None:
@@ -175,5 +175,8 @@ def _check_index(txn: Any, dbs: dict[bytes, Any], report: VerifyReport) -> None:
         report.problem(f"index has {report.index_entries} entries for {report.events} events")
 
 
-def _name(found: Found) -> str:
+def _name(found: Found, snapshot: SnapshotRecord | None = None) -> str:
+    """The id, from the fold or else from the snapshot; ``#n`` when neither has it."""
+    if found.id is None and snapshot is not None:
+        return snapshot.metadata.id
     return found.id or f"#{found.eno}"
