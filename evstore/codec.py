@@ -84,8 +84,15 @@ def event_key(position: int, eno: int, seq: int) -> bytes:
     return _EVENT_KEY.pack(position, eno, seq)
 
 
+def _unpack(layout: struct.Struct, data: bytes, what: str) -> tuple[int, ...]:
+    """Unpack fixed-size binary, turning damage into a ``RecordError``."""
+    if len(data) != layout.size:
+        raise RecordError(f"malformed {what} ({len(data)} bytes: {data.hex()})")
+    return layout.unpack(data)
+
+
 def parse_event_key(key: bytes) -> tuple[int, int, int]:
-    position, eno, seq = _EVENT_KEY.unpack(key)
+    position, eno, seq = _unpack(_EVENT_KEY, key, "log key")
     return position, eno, seq
 
 
@@ -94,7 +101,7 @@ def index_key(eno: int, seq: int) -> bytes:
 
 
 def parse_index_key(key: bytes) -> tuple[int, int]:
-    eno, seq = _INDEX_KEY.unpack(key)
+    eno, seq = _unpack(_INDEX_KEY, key, "index key")
     return eno, seq
 
 
@@ -103,7 +110,7 @@ def pack_u64(value: int) -> bytes:
 
 
 def unpack_u64(data: bytes) -> int:
-    value: int = _U64.unpack(data)[0]
+    (value,) = _unpack(_U64, data, "position")
     return value
 
 
@@ -112,7 +119,7 @@ def snapshot_key(eno: int) -> bytes:
 
 
 def parse_snapshot_key(key: bytes) -> int:
-    eno: int = _U32.unpack(key)[0]
+    (eno,) = _unpack(_U32, key, "snapshot key")
     return eno
 
 

@@ -83,18 +83,26 @@ def load(log: Log) -> Recovered:
     report = LoadReport()
     with log.reading() as txn:
         dbs = log.dbs
-        raw = txn.get(b"checkpoint", db=dbs[b"meta"])
-        checkpoint = unpack_u64(raw) if raw else 0
+        checkpoint = read_checkpoint(txn, dbs)
         entries, bad = _read_snapshots(txn, dbs[b"snapshots"], report)
         snap_seq = {eno: found.seq for eno, found in entries.items()}
         for eno, reason in bad.items():
             entries[eno] = _fold_history(txn, dbs, eno, reason)
-        last_pos = _replay(txn, dbs[b"events"], entries, checkpoint, report)
+        last_pos = _replay(txn, dbs, entries, bad, checkpoint, report)
     recovered = Recovered(entries, report, last_pos, checkpoint, snap_seq)
     recovered.dirty = _dirty(entries, bad, checkpoint)
     _finish_report(recovered)
     report.seconds = time.perf_counter() - started
     return recovered
+
+
+def read_checkpoint(txn: Any, dbs: dict[bytes, Any]) -> int:
+    """The checkpoint; 0 (replay everything, which is always safe) if missing or damaged."""
+    raw = txn.get(b"checkpoint", db=dbs[b"meta"])
+    try:
+        return unpack_u64(raw) if raw else 0
+    except RecordError:
+        return 0
 
 
 def _read_snapshots(
@@ -103,7 +111,11 @@ def _read_snapshots(
     entries: dict[int, Found] = {}
     bad: dict[int, str] = {}
     for key, value in txn.cursor(db=db):
-        eno = parse_snapshot_key(key)
+        try:
+            eno = parse_snapshot_key(key)
+        except RecordError as exc:
+            report.unknown[f"snapshot {key.hex()}"] = str(exc)
+            continue
         try:
             record = decode_snapshot(key, value)
         except RecordError as exc:
@@ -123,7 +135,7 @@ def _from_snapshot(eno: int, record: SnapshotRecord) -> Found:
 
 
 def _fold_history(txn: Any, dbs: dict[bytes, Any], eno: int, reason: str) -> Found:
-    """Rebuild an entry whose snapshot is damaged from every event it ever had."""
+    """Rebuild an entry whose snapshot is damaged or gone from every event it ever had."""
     found = Found(eno=eno)
     cursor = txn.cursor(db=dbs[b"index"])
     if not cursor.set_range(index_key(eno, 0)):
@@ -133,7 +145,11 @@ def _fold_history(txn: Any, dbs: dict[bytes, Any], eno: int, reason: str) -> Fou
         key_eno, seq = parse_index_key(key)
         if key_eno != eno:
             break
-        pos = unpack_u64(value)
+        try:
+            pos = unpack_u64(value)
+        except RecordError as exc:
+            found.break_off(f"{reason}; index of event {seq}: {exc}")
+            break
         ekey = event_key(pos, eno, seq)
         step(found, pos, seq, ekey, txn.get(ekey, db=dbs[b"events"]))
         if found.reason is not None:
@@ -143,16 +159,24 @@ def _fold_history(txn: Any, dbs: dict[bytes, Any], eno: int, reason: str) -> Fou
 
 
 def _replay(
-    txn: Any, db: Any, entries: dict[int, Found], checkpoint: int, report: LoadReport
+    txn: Any, dbs: dict[bytes, Any], entries: dict[int, Found], bad: dict[int, str],
+    checkpoint: int, report: LoadReport,
 ) -> int:
-    cursor = txn.cursor(db=db)
+    cursor = txn.cursor(db=dbs[b"events"])
     last_pos = parse_event_key(cursor.key())[0] if cursor.last() else 0
     if not cursor.set_range(event_key(checkpoint + 1, 0, 0)):
         return last_pos
     for key, value in cursor:
-        pos, eno, seq = parse_event_key(key)
+        try:
+            pos, eno, seq = parse_event_key(key)
+        except RecordError as exc:
+            report.unknown[f"log record {key.hex()}"] = str(exc)
+            continue
         found = entries.get(eno)
-        if found is None:
+        if found is None and seq != 1:  # its snapshot is gone: rebuild from its history
+            bad[eno] = "snapshot missing"
+            found = entries[eno] = _fold_history(txn, dbs, eno, bad[eno])
+        elif found is None:
             found = entries[eno] = Found(eno=eno)
         if pos <= found.pos:
             continue

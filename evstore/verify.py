@@ -27,7 +27,7 @@ from .codec import (
     unpack_u64,
 )
 from .log import Log
-from .recovery import Found, step
+from .recovery import Found, read_checkpoint, step
 
 Progress = Callable[[int], None]
 MAX_PROBLEMS = 1_000
@@ -74,8 +74,7 @@ def count_events(path: str | os.PathLike[str]) -> int:
 
 def _check(txn: Any, dbs: dict[bytes, Any], progress: Progress | None) -> VerifyReport:
     report = VerifyReport()
-    raw = txn.get(b"checkpoint", db=dbs[b"meta"])
-    checkpoint = unpack_u64(raw) if raw else 0
+    checkpoint = read_checkpoint(txn, dbs)
     snapshots = _snapshots(txn, dbs[b"snapshots"], report)
     folds, before = _events(txn, dbs, snapshots, checkpoint, report, progress)
     report.entries = len(folds)
@@ -96,12 +95,16 @@ def _check(txn: Any, dbs: dict[bytes, Any], progress: Progress | None) -> Verify
 def _snapshots(txn: Any, db: Any, report: VerifyReport) -> dict[int, SnapshotRecord]:
     found: dict[int, SnapshotRecord] = {}
     for key, value in txn.cursor(db=db):
-        eno = parse_snapshot_key(key)
+        report.snapshots += 1
+        try:
+            eno = parse_snapshot_key(key)
+        except RecordError as exc:
+            report.problem(f"snapshot: {exc}")
+            continue
         try:
             found[eno] = decode_snapshot(key, value)
         except RecordError as exc:
             report.problem(f"entry #{eno}: snapshot: {exc}")
-        report.snapshots += 1
     return found
 
 
@@ -167,8 +170,11 @@ def _check_index(txn: Any, dbs: dict[bytes, Any], report: VerifyReport) -> None:
     events = dbs[b"events"]
     for key, value in txn.cursor(db=dbs[b"index"]):
         report.index_entries += 1
-        eno, seq = parse_index_key(key)
-        pos = unpack_u64(value)
+        try:
+            (eno, seq), pos = parse_index_key(key), unpack_u64(value)
+        except RecordError as exc:
+            report.problem(f"index: {exc}")
+            continue
         if txn.get(event_key(pos, eno, seq), db=events) is None:
             report.problem(f"index: entry #{eno} seq {seq} points at missing position {pos}")
     if report.index_entries != report.events:

@@ -453,3 +453,25 @@ def test_not_found_is_evstore_error(store: evstore.Store) -> None:
         store.containers.get("missing")
     with pytest.raises(EvstoreError):
         store.sandboxes.get("missing")
+
+
+def test_deleted_exact_id_no_longer_wins(store: evstore.Store) -> None:
+    _add_c(store, "abc", pid=1)
+    _add_c(store, "abcd", pid=2)
+    store.containers.delete("abc")
+    # "abc" is now only a prefix of the live "abcd"
+    assert store.containers.get("abc").id == "abcd"
+    store.containers.delete("abc")  # deletes "abcd" through its unique prefix
+    assert list(store.containers.list()) == []
+
+
+def test_add_rejects_wrong_types(store: evstore.Store) -> None:
+    with pytest.raises(EvstoreError):
+        store.containers.add(SandboxMetadata("x"), _cstatus())  # type: ignore[arg-type]
+    with pytest.raises(EvstoreError):
+        store.containers.add(ContainerMetadata("x"), SandboxStatus())  # type: ignore[arg-type]
+    with pytest.raises(EvstoreError):
+        store.sandboxes.add(ContainerMetadata("x"), SandboxStatus())  # type: ignore[arg-type]
+    assert list(store.containers.list()) == []
+    assert list(store.sandboxes.list()) == []
+    _add_c(store, "x")  # the id was not taken by the failed adds

@@ -141,10 +141,11 @@ class StoreModel(RuleBasedStateMachine):
             self.model[key] = [found]
 
     def lookup(self, key: tuple[str, str]) -> Status | None:
-        try:
-            return getattr(self.store, key[0]).get(key[1]).status.get()  # type: ignore[no-any-return]
-        except evstore.NotFoundError:
-            return None
+        """By exact id: ``get`` would resolve a deleted id to a live one it prefixes."""
+        for entry in getattr(self.store, key[0]).list():
+            if entry.id == key[1]:
+                return entry.status.get()  # type: ignore[no-any-return]
+        return None
 
     @invariant()
     def matches_model(self) -> None:
