@@ -114,13 +114,18 @@ def trial(path: Path, writers: int, rng: random.Random, totals: Totals) -> None:
         stdout=subprocess.PIPE, text=True,
     )
     assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == "ready", "writer did not start"
     killer = threading.Timer(rng.uniform(0.05, 0.6), proc.send_signal, (signal.SIGKILL,))
-    killer.start()
-    for line in proc.stdout:
-        totals.acknowledged += read_line(line.split(), expect)
-    proc.wait()
-    killer.join()
+    try:
+        if proc.stdout.readline().strip() != "ready":
+            raise SystemExit("crashtest: the writer did not start")
+        killer.start()
+        for line in proc.stdout:
+            totals.acknowledged += read_line(line.split(), expect)
+    finally:
+        proc.kill()  # never leave a writer behind, whatever happened here
+        proc.wait()
+        killer.cancel()
+        proc.stdout.close()
     check(path, expect, totals)
     totals.trials += 1
 
