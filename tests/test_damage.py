@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import struct
 from pathlib import Path
 
@@ -215,7 +216,7 @@ except evstore.CorruptStoreError:
 """
 
 
-@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("seed", range(int(os.environ.get("EVSTORE_DAMAGE_CASES", "12"))))
 def test_random_page_damage_never_crashes(tmp_path: Path, seed: int) -> None:
     """Bytes overwritten anywhere in the file: a typed error or a load, never a crash."""
     import random
