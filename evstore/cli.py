@@ -28,12 +28,17 @@ from evstore.verify import verify as verify_store
 class UserError(click.ClickException):
     """A failure the user can act on: shown as one ``error: ...`` line."""
 
-    def __init__(self, message: str, exit_code: int = 1) -> None:
+    def __init__(self, message: str) -> None:
         super().__init__(" ".join(message.split()) or "failed")
-        self.exit_code = exit_code
 
     def show(self, file: IO[Any] | None = None) -> None:
         click.echo(f"error: {self.format_message()}", file=file, err=file is None)
+
+
+class UsageFailure(UserError):
+    """A bad option or argument: exits 2, as click's own usage errors do."""
+
+    exit_code = 2
 
 
 def _describe(exc: BaseException) -> str:
@@ -53,7 +58,7 @@ class Cli(click.Group):
         except click.exceptions.NoArgsIsHelpError:
             raise  # the help text, shown as it is
         except click.UsageError as exc:
-            raise UserError(exc.format_message(), exc.exit_code) from None
+            raise UsageFailure(exc.format_message()) from None
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -61,7 +66,7 @@ class Cli(click.Group):
         except click.exceptions.NoArgsIsHelpError:
             raise  # the help text, shown as it is
         except click.UsageError as exc:
-            raise UserError(exc.format_message(), exc.exit_code) from None
+            raise UsageFailure(exc.format_message()) from None
         except EvstoreError as exc:
             raise UserError(_describe(exc)) from None
         except OSError as exc:
