@@ -32,9 +32,20 @@ from .states import ContainerState, SandboxState
 from .store import Store
 from .store import open_store as open
 
+
+def __getattr__(name: str) -> object:
+    """The async front loads anyio only when asked for, so a plain ``import evstore`` is light."""
+    if name in ("AsyncStore", "open_async"):
+        from . import aio
+
+        return getattr(aio, name)
+    raise AttributeError(f"module 'evstore' has no attribute {name!r}")
+
+
 __all__ = [
     "AlreadyExistsError",
     "AmbiguousIDError",
+    "AsyncStore",
     "ContainerConfig",
     "ContainerMetadata",
     "ContainerResources",
@@ -61,4 +72,5 @@ __all__ = [
     "WindowsContainerResources",
     "WriteError",
     "open",
+    "open_async",
 ]

@@ -46,14 +46,15 @@ def to_event(key: bytes, value: bytes, names: Names) -> Event | None:
 def events(log: Log, names: Names, since: int = 0) -> Iterator[Event]:
     """Every event with ``position > since``, in order."""
     while True:
-        page = _page(log, names, since)
+        page = read_page(log, names, since)
         yield from page
         if len(page) < PAGE:
             return
         since = page[-1].position
 
 
-def _page(log: Log, names: Names, since: int) -> list[Event]:
+def read_page(log: Log, names: Names, since: int) -> list[Event]:
+    """Up to ``PAGE`` events after ``since``, in one short read transaction."""
     found: list[Event] = []
     with log.reading() as txn:
         cursor = txn.cursor(db=log.dbs[b"events"])

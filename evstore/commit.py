@@ -8,6 +8,8 @@ and nothing acknowledged to memory is dropped while the process lives.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -21,25 +23,50 @@ from .snapshots import Plan, SnapshotPolicy, Write, snapshot_record
 Listener = Callable[[int], None]
 
 
+def _quietly(callback: Callable[[], object]) -> None:
+    """Run a waiter's callback; one whose event loop has ended must not stop the writer."""
+    with contextlib.suppress(Exception):  # the waiter is gone; nothing is left to tell
+        callback()
+
+
 class Batch:
     """Writes that share one commit, and how that commit ended."""
 
-    __slots__ = ("done", "error", "items")
+    __slots__ = ("_callbacks", "_lock", "done", "error", "items", "waiter")
 
     def __init__(self) -> None:
         self.items: list[Write] = []
         self.done = threading.Event()
         self.error: EvstoreError | None = None
+        self.waiter: object = None  # what an event loop's tasks wait on (see ``aio``)
+        self._callbacks: list[Callable[[], object]] = []
+        self._lock = threading.Lock()
+
+    def on_done(self, callback: Callable[[], object]) -> None:
+        """Call ``callback()`` (from the committing thread) once the commit has ended."""
+        with self._lock:
+            if not self.done.is_set():
+                self._callbacks.append(callback)
+                return
+        callback()
 
     def finish(self, error: EvstoreError | None) -> None:
-        self.error = error
-        self.done.set()
+        with self._lock:
+            self.error = error
+            self.done.set()
+            callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            _quietly(callback)
+
+    def raise_error(self) -> None:
+        """Raise a fresh copy of the commit's error, if it failed."""
+        if self.error is not None:
+            raise type(self.error)(*self.error.args)
 
     def wait(self) -> None:
         """Block until committed; raise a fresh copy of the commit's error if it failed."""
         self.done.wait()
-        if self.error is not None:
-            raise type(self.error)(*self.error.args)
+        self.raise_error()
 
 
 class Committer:
@@ -81,11 +108,12 @@ class Committer:
     def remove_listener(self, listener: Listener) -> None:
         self._listeners.remove(listener)
 
-    def submit(self, item: Write) -> None:
-        """Queue a write for the writer thread; return at once (``update``)."""
+    def submit(self, item: Write | None) -> Batch:
+        """Queue a write (None: a barrier) for the writer thread; return its batch at once."""
         with self._cond:
-            self._join(item)
+            batch = self._join(item)
             self._cond.notify()
+            return batch
 
     def commit(self, item: Write | None) -> None:
         """Queue a write (None: nothing, as a barrier) and return once it is durable.
@@ -105,6 +133,10 @@ class Committer:
     def flush(self) -> None:
         """Wait until everything queued before is durable; raise if some of it cannot be."""
         self.commit(None)
+        self.raise_async_error()
+
+    def raise_async_error(self) -> None:
+        """Raise the error that keeps queued ``update`` events off the disk, if any."""
         with self._cond:
             error = self._async_error
         if error is not None:
@@ -202,7 +234,7 @@ class Committer:
         self.events += len(items)
         batch.finish(None)
         for listener in list(self._listeners):
-            listener(self._last_pos)
+            _quietly(functools.partial(listener, self._last_pos))
 
     def _write_plan(self, items: list[Write], plan: Plan) -> EvstoreError | None:
         first = self._last_pos + 1

@@ -12,11 +12,13 @@ import builtins
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 import msgspec
 
 from .codec import EVENT_TYPES, encode_payload
+from .commit import Batch
 from .errors import AlreadyExistsError, AmbiguousIDError, InvalidInputError, NotFoundError
 from .events import STATUS_TYPES, Entity, Kind, classify, diff, no_changes
 from .model import (
@@ -45,7 +47,7 @@ class Backend(Protocol):
 
     def check_writable(self) -> None: ...
     def allocate_eno(self, entity: Entity, id: str) -> int: ...
-    def submit(self, write: Write) -> None: ...
+    def submit(self, write: Write) -> Batch: ...
     def commit(self, write: Write) -> None: ...
 
 
@@ -120,42 +122,67 @@ class Entry(Generic[S, M]):
     def change(self, fn: Callable[[S], S], *, sync: bool) -> S:
         backend = self._entries.backend
         with self.lock:
-            self.check_live()
-            backend.check_writable()
-            old = self.current
-            new = fn(clone(old))
-            if type(new) is not type(old):
-                raise InvalidInputError(
-                    f"update fn returned {type(new).__name__}, not {type(old).__name__}"
-                )
-            new = clone(new)
-            state = status_state(new)
-            check_move(status_state(old), state)
-            changes = diff(old, new)
-            repair = self.damaged and state not in _UNKNOWN
-            if changes is None and not repair:
-                self.current = new  # only transient fields moved: nothing to write
-                return clone(new)
-            kind = classify(old, new)
-            write = self._entries.make_write(self, kind, changes, new, sync=sync, repair=repair)
-            (backend.commit if sync else backend.submit)(write)
-            self.current, self.seq = new, write.seq
-            self.damaged = self.damaged and not repair
-            return clone(new)
+            change = self.prepare_change(fn, sync=sync)
+            if change.write is not None:
+                (backend.commit if sync else backend.submit)(change.write)
+            return self.finish_change(change)
+
+    def prepare_change(self, fn: Callable[[S], S], *, sync: bool) -> Change[S]:
+        """Everything an update does before the disk; the caller holds ``self.lock``."""
+        self.check_live()
+        self._entries.backend.check_writable()
+        old = self.current
+        new = fn(clone(old))
+        if type(new) is not type(old):
+            raise InvalidInputError(
+                f"update fn returned {type(new).__name__}, not {type(old).__name__}"
+            )
+        new = clone(new)
+        state = status_state(new)
+        check_move(status_state(old), state)
+        changes = diff(old, new)
+        repair = self.damaged and state not in _UNKNOWN
+        if changes is None and not repair:
+            return Change(new, None)  # only transient fields moved: nothing to write
+        kind = classify(old, new)
+        write = self._entries.make_write(self, kind, changes, new, sync=sync, repair=repair)
+        return Change(new, write)
+
+    def finish_change(self, change: Change[S]) -> S:
+        """Show a change in memory, once it is written (or queued, for ``update``)."""
+        self.current = change.new
+        if change.write is not None:
+            self.seq = change.write.seq
+            self.damaged = self.damaged and not change.write.repair
+        return clone(change.new)
 
     def remove(self) -> None:
-        backend = self._entries.backend
         with self.lock:
-            if self.deleted:
-                return
-            backend.check_writable()
-            write = self._entries.make_write(
-                self, Kind.DELETED, None, self.current, sync=True, repair=self.damaged,
-                deleted=True,
-            )
-            backend.commit(write)
-            self.deleted, self.seq = True, write.seq
-            self._entries.forget(self)
+            write = self.prepare_removal()
+            if write is not None:
+                self._entries.backend.commit(write)
+                self.finish_removal(write)
+
+    def prepare_removal(self) -> Write | None:
+        """The delete event, or None when already deleted; the caller holds ``self.lock``."""
+        if self.deleted:
+            return None
+        self._entries.backend.check_writable()
+        return self._entries.make_write(
+            self, Kind.DELETED, None, self.current, sync=True, repair=self.damaged, deleted=True
+        )
+
+    def finish_removal(self, write: Write) -> None:
+        self.deleted, self.seq = True, write.seq
+        self._entries.forget(self)
+
+
+@dataclass(slots=True)
+class Change(Generic[S]):
+    """An update worked out in memory, with the event that records it (None: nothing to)."""
+
+    new: S
+    write: Write | None
 
 
 class Entries(Generic[S, M]):
@@ -179,19 +206,29 @@ class Entries(Generic[S, M]):
 
     def add(self, metadata: M, status: S) -> Entry[S, M]:
         """Add an entry; durable on return."""
+        entry, write = self.prepare_add(metadata, status)
+        try:
+            self.backend.commit(write)
+        except BaseException:
+            self.abort_add(entry)
+            raise
+        return self.finish_add(entry, write)
+
+    def prepare_add(self, metadata: M, status: S) -> tuple[Entry[S, M], Write]:
+        """Check, reserve the id, and build the created event (not yet visible)."""
         self._check_input(metadata, status)
         self.backend.check_writable()
         metadata, status = _clone_metadata(metadata), clone(status)
         eno, seq = self._reserve(metadata.id)
         entry = Entry(self, eno, metadata, status, seq)
-        try:
-            changes = diff(STATUS_TYPES[self.entity](), status)
-            write = self.make_write(entry, Kind.CREATED, changes, status, sync=True)
-            self.backend.commit(write)
-        except BaseException:
-            with self._lock:
-                self._adding.discard(metadata.id)
-            raise
+        changes = diff(STATUS_TYPES[self.entity](), status)
+        return entry, self.make_write(entry, Kind.CREATED, changes, status, sync=True)
+
+    def abort_add(self, entry: Entry[S, M]) -> None:
+        with self._lock:
+            self._adding.discard(entry.id)
+
+    def finish_add(self, entry: Entry[S, M], write: Write) -> Entry[S, M]:
         entry.seq = write.seq
         self.adopt(entry)
         return entry

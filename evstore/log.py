@@ -11,6 +11,7 @@ import errno
 import fcntl
 import os
 import resource
+import struct
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -141,9 +142,50 @@ def _check_path(path: Path, readonly: bool) -> str:
         raise NotFoundError(f"{path}: no evstore store there")
     if not has_data and path.exists() and any(path.iterdir()):
         raise CorruptStoreError(f"{path}: not an evstore store (directory has other files)")
+    if has_data:
+        check_size(path)
     if not readonly:
         path.mkdir(parents=True, exist_ok=True)
     return os.path.realpath(path)
+
+
+_META = struct.Struct("<II")  # magic, version at the start of an LMDB meta page's body
+_META_LAST = struct.Struct("<QQ")  # last page number, transaction id (64-bit layout)
+_LMDB_MAGIC = 0xBEEFC0DE
+
+
+def check_size(path: Path) -> None:
+    """Refuse a data file shorter than its newest meta page says, before LMDB maps it.
+
+    LMDB trusts its page numbers; reading a page past the end of the file would kill the
+    process with SIGBUS, so a truncated file must be caught here.
+    """
+    data_file = path / _DATA_FILE
+    with open(data_file, "rb") as handle:
+        head = handle.read(2 * 4096)
+    size = data_file.stat().st_size
+    metas = []
+    for offset in (0, _page_size(head)):
+        if len(head) >= offset + 152 and _META.unpack_from(head, offset + 16)[0] == _LMDB_MAGIC:
+            last_page, txnid = _META_LAST.unpack_from(head, offset + 136)
+            metas.append((txnid, last_page))
+    if not metas:
+        if size == 0:
+            return  # a creation that died before its first commit; LMDB starts it afresh
+        raise CorruptStoreError(f"{path}: not an evstore store (no LMDB header)")
+    _txnid, last_page = max(metas)
+    needed = (last_page + 1) * _page_size(head)
+    if size < needed:
+        raise CorruptStoreError(f"{path}: store file is truncated ({size} of {needed} bytes)")
+
+
+def _page_size(head: bytes) -> int:
+    """The page size LMDB recorded (in the free list's pad field of the first meta page)."""
+    if len(head) >= 44:
+        size = int(struct.unpack_from("<I", head, 40)[0])
+        if size in (4096, 8192, 16384, 32768, 65536):
+            return size
+    return 4096
 
 
 def _take_writer_lock(path: Path) -> int:

@@ -11,12 +11,13 @@ from typing import Any
 
 from . import audit
 from .codec import parse_event_key
-from .commit import Committer
+from .commit import Batch, Committer
 from .entries import Entries, Entry
 from .errors import InvalidInputError, ReadOnlyError, StoreClosedError
 from .events import Entity, Event
 from .log import DEFAULT_MAP_SIZE, Log
 from .model import ContainerMetadata, ContainerStatus, SandboxMetadata, SandboxStatus
+from .probe import run_probe
 from .recovery import LoadReport, Recovered, load
 from .snapshots import SnapshotPolicy, Write
 
@@ -35,8 +36,13 @@ class Store:
     containers: Entries[ContainerStatus, ContainerMetadata]
     sandboxes: Entries[SandboxStatus, SandboxMetadata]
 
-    def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False, **tuning: int):
+    def __init__(
+        self, path: str | os.PathLike[str], *, readonly: bool = False, probe: bool = False,
+        **tuning: int,
+    ):
         self.tuning = _tuning(tuning)
+        if probe and Path(path, "data.mdb").exists():
+            run_probe(path, "load")
         self.path = Path(path)
         self.readonly = readonly
         self._pid = os.getpid()
@@ -120,13 +126,19 @@ class Store:
             self._names[eno] = (entity, id)
             return eno
 
-    def submit(self, write: Write) -> None:
-        assert self._committer is not None
-        self._committer.submit(write)
+    def submit(self, write: Write | None) -> Batch:
+        """Queue a write (None: a barrier) without waiting for it."""
+        return self.committer.submit(write)
 
     def commit(self, write: Write) -> None:
-        assert self._committer is not None
-        self._committer.commit(write)
+        self.committer.commit(write)
+
+    @property
+    def committer(self) -> Committer:
+        """The writer; only a writable store has one."""
+        if self._committer is None:
+            raise ReadOnlyError(f"{self.path}: opened read-only")
+        return self._committer
 
     # -- public --
 
@@ -202,6 +214,12 @@ def _tuning(given: dict[str, int]) -> dict[str, int]:
     return tuning
 
 
-def open_store(path: str | os.PathLike[str], *, readonly: bool = False, **tuning: int) -> Store:
-    """Open (creating if missing, unless ``readonly``) and rebuild every entry."""
-    return Store(path, readonly=readonly, **tuning)
+def open_store(
+    path: str | os.PathLike[str], *, readonly: bool = False, probe: bool = False, **tuning: int
+) -> Store:
+    """Open (creating if missing, unless ``readonly``) and rebuild every entry.
+
+    With ``probe=True`` the store is first loaded in a child process, so that a file damaged
+    badly enough to crash its reader raises ``CorruptStoreError`` here instead.
+    """
+    return Store(path, readonly=readonly, probe=probe, **tuning)

@@ -27,6 +27,7 @@ from .codec import (
     unpack_u64,
 )
 from .log import Log
+from .probe import run_probe
 from .recovery import Found, read_checkpoint, step
 
 Progress = Callable[[int], None]
@@ -53,7 +54,22 @@ class VerifyReport:
 
 
 def verify(path: str | os.PathLike[str], progress: Progress | None = None) -> VerifyReport:
-    """Check the store at ``path`` (opened read-only, beside any writer)."""
+    """Check the store at ``path`` (read-only, beside any writer), in a child process so that
+    a store damaged badly enough to crash its reader gives ``CorruptStoreError`` instead."""
+    Log(path, readonly=True, map_size=1 << 20).close()  # a missing path fails here, typed
+
+    def on_line(line: str) -> None:
+        if progress is not None and line.startswith("progress "):
+            progress(int(line.split()[1]))
+
+    last = run_probe(path, "verify", on_line)
+    return msgspec.json.decode(last, type=VerifyReport)
+
+
+def check_in_process(
+    path: str | os.PathLike[str], progress: Progress | None = None
+) -> VerifyReport:
+    """``verify`` without the child process (what the child runs)."""
     log = Log(path, readonly=True, map_size=1 << 20)
     try:
         with log.reading() as txn:

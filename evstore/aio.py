@@ -1,0 +1,275 @@
+"""The anyio front: the same store for asyncio and trio programs, and a live event feed.
+
+Writes do their in-memory part on the event loop and hand the event to the writer
+thread; a task awaiting ``update_sync`` sleeps on one event per batch, which the writer
+sets with a single thread-safe call into the loop however many tasks share the batch.
+Reads stay plain calls: they touch only memory.
+
+Once its event is queued, an ``update_sync`` cannot be taken back, so a cancelled task
+still waits (shielded) for the commit and shows it in memory before the cancellation is
+delivered: it either completes or, cancelled before queuing, did nothing at all.
+"""
+
+from __future__ import annotations
+
+import builtins
+import functools
+import os
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any, Generic, TypeVar
+
+import anyio
+import anyio.lowlevel
+import sniffio
+
+from . import audit
+from .commit import Batch
+from .entries import Entries, Entry
+from .events import Event
+from .model import ContainerMetadata, ContainerStatus, SandboxMetadata, SandboxStatus
+from .recovery import LoadReport
+from .store import Store, open_store
+
+S = TypeVar("S", bound=ContainerStatus | SandboxStatus)
+M = TypeVar("M", bound=ContainerMetadata | SandboxMetadata)
+CallSoon = Callable[[Callable[[], object]], object]
+POLL_SECONDS = 0.05  # how often a read-only store's feed looks for new events
+
+
+def _call_soon() -> CallSoon:
+    """A way for another thread to run a function on the current event loop, not blocking."""
+    if sniffio.current_async_library() == "trio":
+        import trio
+
+        return trio.lowlevel.current_trio_token().run_sync_soon
+    import asyncio
+
+    return asyncio.get_running_loop().call_soon_threadsafe
+
+
+class _Loop:
+    """The event loop a store was opened on, and how the writer wakes its tasks."""
+
+    def __init__(self) -> None:
+        self.call_soon = _call_soon()
+
+    async def wait(self, batch: Batch) -> None:
+        """Sleep until ``batch`` is committed, sharing one wake-up with its other waiters."""
+        event = batch.waiter
+        if event is None:
+            event = batch.waiter = anyio.Event()
+            batch.on_done(functools.partial(self.call_soon, event.set))
+        assert isinstance(event, anyio.Event)
+        with anyio.CancelScope(shield=True):
+            await event.wait()
+        batch.raise_error()
+
+
+async def _acquire(lock: threading.Lock) -> None:
+    """Take an entry's lock without blocking the loop; cancelled, hold nothing."""
+    if lock.acquire(blocking=False):
+        return
+    with anyio.CancelScope(shield=True):
+        await anyio.to_thread.run_sync(lock.acquire)
+    try:
+        await anyio.lowlevel.checkpoint_if_cancelled()
+    except BaseException:
+        lock.release()
+        raise
+
+
+class AsyncStatus(Generic[S]):
+    """``entry.status`` with awaitable writes."""
+
+    def __init__(self, entry: Entry[S, Any], loop: _Loop, store: Store) -> None:
+        self._entry = entry
+        self._loop = loop
+        self._store = store
+
+    def get(self) -> S:
+        return self._entry.status.get()
+
+    async def update(self, fn: Callable[[S], S]) -> S:
+        """Apply ``fn`` now; the event reaches the disk with the next commit."""
+        return await self._change(fn, sync=False)
+
+    async def update_sync(self, fn: Callable[[S], S]) -> S:
+        """Apply ``fn``; return once its event is durable."""
+        return await self._change(fn, sync=True)
+
+    async def delete(self) -> None:
+        entry = self._entry
+        await _acquire(entry.lock)
+        try:
+            write = entry.prepare_removal()
+            if write is not None:
+                await self._loop.wait(self._store.submit(write))
+                entry.finish_removal(write)
+        finally:
+            entry.lock.release()
+
+    async def _change(self, fn: Callable[[S], S], *, sync: bool) -> S:
+        entry = self._entry
+        await _acquire(entry.lock)
+        try:
+            change = entry.prepare_change(fn, sync=sync)
+            if change.write is not None:
+                batch = self._store.submit(change.write)
+                if sync:
+                    await self._loop.wait(batch)
+            return entry.finish_change(change)
+        finally:
+            entry.lock.release()
+
+
+class AsyncEntry(Generic[S, M]):
+    """An entry of an async store: ``.id``, ``.metadata`` and an awaitable ``.status``."""
+
+    def __init__(self, entry: Entry[S, M], loop: _Loop, store: Store) -> None:
+        self.id = entry.id
+        self._entry = entry
+        self.status: AsyncStatus[S] = AsyncStatus(entry, loop, store)
+
+    @property
+    def metadata(self) -> M:
+        return self._entry.metadata
+
+    def __repr__(self) -> str:
+        return f"<async {self._entry!r}>"
+
+
+class AsyncEntries(Generic[S, M]):
+    """``containers`` or ``sandboxes`` of an async store."""
+
+    def __init__(self, entries: Entries[S, M], loop: _Loop, store: Store) -> None:
+        self._entries = entries
+        self._loop = loop
+        self._store = store
+
+    def _wrap(self, entry: Entry[S, M]) -> AsyncEntry[S, M]:
+        return AsyncEntry(entry, self._loop, self._store)
+
+    async def add(self, metadata: M, status: S) -> AsyncEntry[S, M]:
+        entry, write = self._entries.prepare_add(metadata, status)
+        try:
+            await self._loop.wait(self._store.submit(write))
+        except BaseException:
+            self._entries.abort_add(entry)
+            raise
+        return self._wrap(self._entries.finish_add(entry, write))
+
+    def get(self, id_or_prefix: str) -> AsyncEntry[S, M]:
+        return self._wrap(self._entries.get(id_or_prefix))
+
+    def list(self) -> builtins.list[AsyncEntry[S, M]]:
+        return [self._wrap(entry) for entry in self._entries.list()]
+
+    async def delete(self, id_or_prefix: str) -> None:
+        try:
+            entry = self._entries.get(id_or_prefix)
+        except KeyError:  # NotFoundError: silent; AmbiguousIDError is raised below
+            if len(self._entries._matches(id_or_prefix)) > 1:
+                raise
+            return
+        await self._wrap(entry).status.delete()
+
+
+class AsyncStore:
+    """A store for asyncio and trio programs; see ``open_async``."""
+
+    def __init__(self, store: Store) -> None:
+        self.sync = store  # the underlying store, for reads such as ``history``
+        self._loop = _Loop()
+        self.containers: AsyncEntries[ContainerStatus, ContainerMetadata] = AsyncEntries(
+            store.containers, self._loop, store
+        )
+        self.sandboxes: AsyncEntries[SandboxStatus, SandboxMetadata] = AsyncEntries(
+            store.sandboxes, self._loop, store
+        )
+
+    @property
+    def load_report(self) -> LoadReport:
+        return self.sync.load_report
+
+    async def flush(self) -> None:
+        """Make every earlier ``update`` durable."""
+        store = self.sync
+        store.check_writable()
+        await self._loop.wait(store.submit(None))
+        store.committer.raise_async_error()
+
+    def subscribe(self, since: int = 0) -> Subscription:
+        """Every event with ``position > since``: stored ones first, then new ones as they land."""
+        return Subscription(self.sync, self._loop, since)
+
+
+class Subscription:
+    """An async iterator over the log. Between items it holds nothing but its position
+    and the rest of the page it read, so leaving the loop releases it at once."""
+
+    def __init__(self, store: Store, loop: _Loop, since: int) -> None:
+        self._store = store
+        self._loop = loop
+        self._position = since
+        self._page: list[Event] = []
+        self._closed = False
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> Event:
+        while not self._page:
+            if self._closed:
+                raise StopAsyncIteration
+            self._page = await anyio.to_thread.run_sync(self._read)
+            if not self._page:
+                await self._wait_for_more()
+        event = self._page.pop(0)
+        self._position = event.position
+        return event
+
+    async def aclose(self) -> None:
+        self._closed = True
+        self._page = []
+
+    def _read(self) -> list[Event]:
+        store = self._store
+        return audit.read_page(store._log, store._names, self._position)
+
+    async def _wait_for_more(self) -> None:
+        """Sleep until the log moves past our position (polling a read-only store)."""
+        committer = self._store._committer
+        if committer is None:
+            await anyio.sleep(POLL_SECONDS)
+            return
+        moved = anyio.Event()
+        call_soon = self._loop.call_soon
+
+        def listener(position: int) -> None:
+            call_soon(moved.set)
+
+        committer.add_listener(listener)
+        try:
+            if committer.last_position <= self._position:
+                await moved.wait()
+        finally:
+            committer.remove_listener(listener)
+
+
+@asynccontextmanager
+async def open_async(
+    path: str | os.PathLike[str], *, readonly: bool = False, probe: bool = False, **tuning: int
+) -> AsyncIterator[AsyncStore]:
+    """Open a store (as ``evstore.open`` does) for use from asyncio or trio."""
+    opener = functools.partial(open_store, path, readonly=readonly, probe=probe, **tuning)
+    store = await anyio.to_thread.run_sync(opener)
+    try:
+        yield AsyncStore(store)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(store.close)
+
+
+__all__ = ["AsyncEntries", "AsyncEntry", "AsyncStatus", "AsyncStore", "Subscription", "open_async"]
