@@ -9,14 +9,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from . import audit
+from . import audit, replay
 from .codec import parse_event_key
 from .commit import Batch, Committer
 from .entries import Entries, Entry
 from .errors import InvalidInputError, ReadOnlyError, StoreClosedError
 from .events import Entity, Event
 from .log import DEFAULT_MAP_SIZE, Log
-from .model import ContainerMetadata, ContainerStatus, SandboxMetadata, SandboxStatus
+from .model import ContainerMetadata, ContainerStatus, SandboxMetadata, SandboxStatus, Status
 from .probe import run_probe
 from .recovery import LoadReport, Recovered, load
 from .snapshots import SnapshotPolicy, Write
@@ -163,6 +163,10 @@ class Store:
         """The global feed: every event with ``position > since``, in order."""
         self._check_open()
         return audit.events(self._log, self._names, since)
+
+    def status_at(self, id: str, seq: int | None = None, time: int | None = None) -> Status:
+        """The status of ``id`` after its event ``seq``, or at wall-clock ``time`` (ns)."""
+        return replay.status_at(self, id, seq=seq, time=time)
 
     def _check_open(self) -> None:
         """Audit reads see the log, so first let queued ``update`` events reach it."""
