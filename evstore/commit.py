@@ -90,6 +90,7 @@ class Committer:
         self._async_error: EvstoreError | None = None
         self._closing = False
         self._abandoned = False
+        self._idle = False  # the writer thread sleeps and must be woken
         self._busy = False  # someone (a leader or the writer thread) is committing
         self._listeners: list[Listener] = []
         self.commits = 0
@@ -112,7 +113,8 @@ class Committer:
         """Queue a write (None: a barrier) for the writer thread; return its batch at once."""
         with self._cond:
             batch = self._join(item)
-            self._cond.notify()
+            if self._idle:
+                self._cond.notify()
             return batch
 
     def commit(self, item: Write | None) -> None:
@@ -203,7 +205,9 @@ class Committer:
         while True:
             with self._cond:
                 while self._busy or not (self._queue or self._closing):
+                    self._idle = True
                     self._cond.wait()
+                    self._idle = False
                 if not self._queue:
                     break
                 self._busy = True

@@ -38,7 +38,6 @@ M = TypeVar("M", bound=ContainerMetadata | SandboxMetadata)
 MAX_ID_BYTES = 256
 
 _encoder = msgspec.msgpack.Encoder()
-_resources_decoder = msgspec.msgpack.Decoder(ContainerResources)
 _UNKNOWN = (ContainerState.UNKNOWN, SandboxState.UNKNOWN)
 
 
@@ -55,8 +54,23 @@ def clone(status: S) -> S:
     """A private copy, so neither the caller nor ``fn`` can alter what the store holds."""
     copy = msgspec.structs.replace(status)
     if isinstance(copy, ContainerStatus) and copy.resources is not None:
-        copy.resources = _resources_decoder.decode(_encoder.encode(copy.resources))
+        copy.resources = _copy_resources(copy.resources)
     return copy
+
+
+def _copy_resources(resources: ContainerResources) -> ContainerResources:
+    """A deep copy; only the Linux part holds mutable containers."""
+    linux = resources.linux
+    if linux is not None:
+        linux = msgspec.structs.replace(
+            linux,
+            unified=dict(linux.unified),
+            hugepage_limits=[msgspec.structs.replace(h) for h in linux.hugepage_limits],
+        )
+    windows = resources.windows
+    return ContainerResources(
+        linux=linux, windows=msgspec.structs.replace(windows) if windows else None
+    )
 
 
 def _clone_metadata(metadata: M) -> M:

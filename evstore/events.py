@@ -69,8 +69,14 @@ CHANGES_TYPES: dict[Entity, type[msgspec.Struct]] = {
     Entity.CONTAINER: ContainerChanges,
     Entity.SANDBOX: SandboxChanges,
 }
+# (index in the status's field tuple, name) of every durable field, per kind of status
 _DURABLE = {
-    entity: tuple(f.name for f in msgspec.structs.fields(t)) for entity, t in CHANGES_TYPES.items()
+    entity: tuple(
+        (index, f.name)
+        for index, f in enumerate(msgspec.structs.fields(STATUS_TYPES[entity]))
+        if f.name not in TRANSIENT_FIELDS
+    )
+    for entity in CHANGES_TYPES
 }
 
 
@@ -81,10 +87,11 @@ def entity_of(status: Status) -> Entity:
 def diff(old: Status, new: Status) -> msgspec.Struct | None:
     """The durable fields ``new`` sets differently from ``old``; None when there are none."""
     entity = entity_of(new)
+    before, after = msgspec.structs.astuple(old), msgspec.structs.astuple(new)
+    if before == after:
+        return None
     changed = {
-        name: getattr(new, name)
-        for name in _DURABLE[entity]
-        if getattr(old, name) != getattr(new, name)
+        name: after[index] for index, name in _DURABLE[entity] if before[index] != after[index]
     }
     return CHANGES_TYPES[entity](**changed) if changed else None
 
