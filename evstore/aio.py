@@ -55,16 +55,34 @@ class _Loop:
     def __init__(self) -> None:
         self.call_soon = _call_soon()
 
-    async def wait(self, batch: Batch) -> None:
-        """Sleep until ``batch`` is committed, sharing one wake-up with its other waiters."""
+    async def wait(self, batch: Batch) -> BaseException | None:
+        """Sleep until ``batch`` is committed, sharing one wake-up with its other waiters.
+
+        Raises the commit's error. A cancellation that arrives meanwhile is held until the
+        commit has ended and then returned, so the caller can show the write in memory
+        before raising it.
+        """
         event = batch.waiter
         if event is None:
             event = batch.waiter = anyio.Event()
             batch.on_done(functools.partial(self.call_soon, event.set))
         assert isinstance(event, anyio.Event)
-        with anyio.CancelScope(shield=True):
+        held: BaseException | None = None
+        try:
             await event.wait()
+        except BaseException as exc:  # cancelled after queuing: the commit cannot be undone
+            with anyio.CancelScope(shield=True):
+                await event.wait()
+            held = exc
+        if batch.error is not None and held is not None:
+            raise held
         batch.raise_error()
+        return held
+
+
+def _reraise(held: BaseException | None) -> None:
+    if held is not None:
+        raise held
 
 
 async def _acquire(lock: threading.Lock) -> None:
@@ -105,8 +123,9 @@ class AsyncStatus(Generic[S]):
         try:
             write = entry.prepare_removal()
             if write is not None:
-                await self._loop.wait(self._store.submit(write))
+                held = await self._loop.wait(self._store.submit(write))
                 entry.finish_removal(write)
+                _reraise(held)
         finally:
             entry.lock.release()
 
@@ -115,11 +134,14 @@ class AsyncStatus(Generic[S]):
         await _acquire(entry.lock)
         try:
             change = entry.prepare_change(fn, sync=sync)
+            held = None
             if change.write is not None:
                 batch = self._store.submit(change.write)
                 if sync:
-                    await self._loop.wait(batch)
-            return entry.finish_change(change)
+                    held = await self._loop.wait(batch)
+            result = entry.finish_change(change)
+            _reraise(held)
+            return result
         finally:
             entry.lock.release()
 
@@ -154,11 +176,13 @@ class AsyncEntries(Generic[S, M]):
     async def add(self, metadata: M, status: S) -> AsyncEntry[S, M]:
         entry, write = self._entries.prepare_add(metadata, status)
         try:
-            await self._loop.wait(self._store.submit(write))
+            held = await self._loop.wait(self._store.submit(write))
         except BaseException:
             self._entries.abort_add(entry)
             raise
-        return self._wrap(self._entries.finish_add(entry, write))
+        added = self._wrap(self._entries.finish_add(entry, write))
+        _reraise(held)
+        return added
 
     def get(self, id_or_prefix: str) -> AsyncEntry[S, M]:
         return self._wrap(self._entries.get(id_or_prefix))
@@ -197,7 +221,7 @@ class AsyncStore:
         """Make every earlier ``update`` durable."""
         store = self.sync
         store.check_writable()
-        await self._loop.wait(store.submit(None))
+        _reraise(await self._loop.wait(store.submit(None)))
         store.committer.raise_async_error()
 
     def subscribe(self, since: int = 0) -> Subscription:
