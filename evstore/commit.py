@@ -261,4 +261,5 @@ class Committer:
             key = snapshot_key(eno)
             value = seal(key, encode_payload(snapshot_record(write, pos)))
             txn.put(key, value, db=dbs[b"snapshots"])
-        txn.put(b"checkpoint", pack_u64(plan.checkpoint), db=dbs[b"meta"])
+        if plan.checkpoint != self._policy.checkpoint:  # unchanged: spare a page write
+            txn.put(b"checkpoint", pack_u64(plan.checkpoint), db=dbs[b"meta"])
