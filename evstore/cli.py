@@ -11,16 +11,35 @@ from __future__ import annotations
 import errno
 import json
 import os
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
 import click
+import msgspec
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
+import evstore
 from evstore.bench import BenchConfig, BenchResult, Measure, count_steps, run
-from evstore.errors import EvstoreError
+from evstore.compact import compact as compact_store
+from evstore.errors import EvstoreError, NotFoundError
+from evstore.events import Event
+from evstore.importer import container_dirs, import_containerd
+from evstore.render import entries_table, entry_object, events_table, format_time, parse_time
+from evstore.replay import EntryState, replay_feed
 from evstore.verify import count_events
 from evstore.verify import verify as verify_store
 
@@ -156,11 +175,8 @@ def verify(path: Path) -> None:
 
     Exits 0 only when the store is sound; otherwise lists what it found and exits 1.
     """
-    console = Console(stderr=True)
     total = count_events(path)
-    columns = (TextColumn("verifying"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True, disable=total < 50_000) as bar:
-        task = bar.add_task("verify", total=total)
+    with progress_bar("verifying", total, min_total=50_000) as (bar, task):
         report = verify_store(path, lambda done: bar.advance(task, done))
     for problem in report.problems:
         click.echo(f"problem: {problem}")
@@ -171,6 +187,199 @@ def verify(path: Path) -> None:
     )
     if not report.ok:
         raise SystemExit(1)
+
+
+# --- shared by the store commands -------------------------------------------------------------
+
+STORE_PATH = click.argument("path", type=click.Path(path_type=Path))
+JSON_FLAG = click.option("--json", "as_json", is_flag=True, help="Print JSON for programs.")
+
+
+@contextmanager
+def progress_bar(
+    description: str, total: int | None, min_total: int = 10_000
+) -> Iterator[tuple[Progress, TaskID]]:
+    """A bar on stderr, shown only on a terminal and for work of at least ``min_total``
+    steps (``total=None``: a spinner for work that cannot be counted)."""
+    console = Console(stderr=True)
+    columns = (
+        (SpinnerColumn(), TextColumn(description), TimeElapsedColumn()) if total is None else
+        (TextColumn(description), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    )
+    hidden = not console.is_terminal or (total is not None and total < min_total)
+    with Progress(*columns, console=console, transient=True, disable=hidden) as bar:
+        yield bar, bar.add_task(description, total=total)
+
+
+def tracked(events: Iterable[Event], description: str, total: int) -> Iterator[Event]:
+    """The events, moving a bar by position as they go by."""
+    with progress_bar(description, total) as (bar, task):
+        for count, event in enumerate(events, 1):
+            if count % 1_000 == 0:
+                bar.update(task, completed=event.position)
+            yield event
+
+
+def stdout_console() -> Console:
+    """Tables go to stdout; into a pipe or file they keep whole ids instead of cutting them."""
+    console = Console()
+    return console if console.is_terminal else Console(width=1_000)
+
+
+def echo_json(data: Any) -> None:
+    out = sys.stdout.buffer
+    out.write(msgspec.json.encode(data) + b"\n")
+    out.flush()
+
+
+def show_entries(states: list[EntryState], as_json: bool, now: int, header: str | None) -> None:
+    """A table (after ``header``, if any) or, with --json, a JSON array of entry objects."""
+    if as_json:
+        echo_json([entry_object(state) for state in states])
+        return
+    if header is not None:
+        click.echo(header)
+    click.echo(entries_table(states, now))
+
+
+# --- ls, history, replay, export ----------------------------------------------------------------
+
+
+@main.command(name="ls")
+@STORE_PATH
+@JSON_FLAG
+def ls(path: Path, as_json: bool) -> None:
+    """List the containers and sandboxes of the store at PATH.
+
+    Shows each one's state, pid, exit code and age; --json prints an array of objects with
+    id, entity, state, pid, exit_code, created_at and the whole status. Reads beside a
+    running writer.
+    """
+    with evstore.open(path, readonly=True) as store:
+        states = [
+            EntryState(entity, entry.id, entry.status.get())
+            for entity, entries in (("container", store.containers), ("sandbox", store.sandboxes))
+            for entry in entries.list()
+        ]
+    states.sort(key=lambda state: (state.entity, state.id))
+    show_entries(states, as_json, time.time_ns(), None)
+
+
+@main.command()
+@STORE_PATH
+@click.argument("ident", metavar="ID")
+@JSON_FLAG
+def history(path: Path, ident: str, as_json: bool) -> None:
+    """Show every event of container or sandbox ID, across its incarnations, deleted ones
+    included; --json prints an array of event objects."""
+    with evstore.open(path, readonly=True) as store:
+        events = store.history(ident)
+    if not events:
+        raise NotFoundError(f"{ident!r}: no such container or sandbox in {path}")
+    if as_json:
+        echo_json(events)
+    else:
+        click.echo(f"{events[0].entity} {ident}: {len(events):,} event(s)")
+        click.echo(events_table(events))
+
+
+class TimeType(click.ParamType[int, Any]):
+    name = "TIME"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        try:
+            return value if isinstance(value, int) else parse_time(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+@main.command()
+@STORE_PATH
+@click.option(
+    "--time", "at_time", type=TimeType(),
+    help="Wall-clock time: Unix nanoseconds, or ISO 8601 (UTC unless it has an offset).",
+)
+@click.option("--position", type=click.IntRange(min=0), help="Global log position.")
+@JSON_FLAG
+def replay(path: Path, at_time: int | None, position: int | None, as_json: bool) -> None:
+    """Show every entry live at a point of the log, with its status there.
+
+    Give exactly one of --time and --position. The table's ages are as of that point.
+    """
+    if (at_time is None) == (position is None):
+        raise click.UsageError("give exactly one of --time and --position")
+    with evstore.open(path, readonly=True) as store:
+        last = store.last_position
+        total = min(last, position) if position is not None else last
+        feed = tracked(store.events(), "replaying", total)
+        states, point = replay_feed(feed, position=position, time=at_time)
+    when = at_time if at_time is not None else point.time
+    header = f"at position {point.position}, {format_time(when)}: {len(states):,} entries"
+    show_entries(states, as_json, when, header)
+
+
+@main.command()
+@STORE_PATH
+@click.option(
+    "--since", type=click.IntRange(min=0), default=0, show_default=True,
+    help="Only events after this position.",
+)
+def export(path: Path, since: int) -> None:
+    """Stream the events after --since as JSON lines, one event object a line, in order."""
+    out = sys.stdout.buffer
+    encoder = msgspec.json.Encoder()
+    buffer = bytearray()
+    with evstore.open(path, readonly=True) as store:
+        total = store.last_position
+        for event in tracked(store.events(since), "exporting", total):
+            encoder.encode_into(event, buffer, len(buffer))
+            buffer += b"\n"
+            if len(buffer) >= 1 << 16:
+                out.write(buffer)
+                buffer.clear()
+    out.write(buffer)
+    out.flush()
+
+
+# --- compact, import-containerd -----------------------------------------------------------------
+
+
+@main.command()
+@STORE_PATH
+def compact(path: Path) -> None:
+    """Reclaim the free space in the store file at PATH (keeps every event).
+
+    Needs the store to itself: it fails while a writer or any other process has it open.
+    """
+    with progress_bar("compacting", None):
+        report = compact_store(path)
+    click.echo(
+        f"{path}: {report.before:,} -> {report.after:,} bytes"
+        f" ({report.reclaimed:,} bytes reclaimed)"
+    )
+
+
+@main.command(name="import-containerd")
+@click.argument("root", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@STORE_PATH
+def import_containerd_command(root: Path, path: Path) -> None:
+    """Import containerd's container checkpoints under ROOT into the store at PATH.
+
+    ROOT is containerd's CRI containers directory (ROOT/<id>/status); PATH is created if
+    missing. A status that cannot be read comes in as UNKNOWN, as containerd would load it,
+    and is listed; ids already in the store are skipped, so a rerun imports nothing twice.
+    """
+    total = len(container_dirs(root))
+    with evstore.open(path) as store, progress_bar("importing", total, 100) as (bar, task):
+        report = import_containerd(
+            root, store, lambda done, total: bar.update(task, completed=done, total=total)
+        )
+    for ident, reason in sorted(report.unknown.items()):
+        click.echo(f"unknown: {ident}: {reason}")
+    click.echo(
+        f"imported {len(report.imported):,} containers ({len(report.unknown):,} unknown),"
+        f" skipped {len(report.skipped):,} already in the store"
+    )
 
 
 # --- the table --------------------------------------------------------------------------------
