@@ -53,11 +53,9 @@ class ContainerdStatus(msgspec.Struct, rename="pascal"):
     resources: ContainerResources | None = None
 
     def to_status(self) -> ContainerStatus:
-        return ContainerStatus(
-            pid=self.pid, created_at=self.created_at, started_at=self.started_at,
-            finished_at=self.finished_at, exit_code=self.exit_code, reason=self.reason,
-            message=self.message, resources=self.resources,
-        )
+        fields = msgspec.structs.asdict(self)
+        del fields["version"]
+        return ContainerStatus(**fields)
 
 
 class StatusError(Exception):
