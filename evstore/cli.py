@@ -13,8 +13,8 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Generator, Iterable, Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -211,7 +211,7 @@ def progress_bar(
         yield bar, bar.add_task(description, total=total)
 
 
-def tracked(events: Iterable[Event], description: str, total: int) -> Iterator[Event]:
+def tracked(events: Iterable[Event], description: str, total: int) -> Generator[Event]:
     """The events, moving a bar by position as they go by."""
     with progress_bar(description, total) as (bar, task):
         for count, event in enumerate(events, 1):
@@ -311,8 +311,8 @@ def replay(path: Path, at_time: int | None, position: int | None, as_json: bool)
     with evstore.open(path, readonly=True) as store:
         last = store.last_position
         total = min(last, position) if position is not None else last
-        feed = tracked(store.events(), "replaying", total)
-        states, point = replay_feed(feed, position=position, time=at_time)
+        with closing(tracked(store.events(), "replaying", total)) as feed:  # ends the bar
+            states, point = replay_feed(feed, position=position, time=at_time)
     when = at_time if at_time is not None else point.time
     header = f"at position {point.position}, {format_time(when)}: {len(states):,} entries"
     show_entries(states, as_json, when, header)
