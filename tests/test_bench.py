@@ -23,9 +23,9 @@ from evstore import (
     LinuxContainerResources,
     WindowsContainerResources,
 )
-from evstore.bench import BenchConfig, BenchResult, FileCheckpoint, count_steps, run
+from evstore.bench import BenchConfig, BenchResult, FileCheckpoint, count_steps, run, runner
 from evstore.bench.baseline import STATUS_FILE, encode_status
-from evstore.bench.runner import Progress, make_measure
+from evstore.bench.runner import Progress, ReopenFixture, make_measure
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -35,14 +35,17 @@ REPO = Path(__file__).resolve().parent.parent
 
 def test_runner_takes_every_measure(tmp_path: Path) -> None:
     cfg = BenchConfig(
-        seconds=0.2, repeats=2, pool=8, threads=(2, 8), reopen_sizes=(50,), directory=tmp_path
+        seconds=0.2, repeats=2, pool=8, threads=(2, 8), tasks=(1, 12), get_writers=3,
+        reopen_sizes=(50,), directory=tmp_path,
     )
     calls: list[tuple[int, int]] = []
     result = run(cfg, lambda what, done, total: calls.append((done, total)))
 
     names = [m.name for m in result.measures]
     assert names == [
-        "update_sync_1", "update_sync_2", "update_sync_8", "update_1", "reopen_50", "disk_50",
+        "update_sync_1", "update_sync_2", "update_sync_8", "update_sync_async_1",
+        "update_sync_async_12", "update_1", "get_loaded_3", "reopen_50", "reopen_kill9_50",
+        "disk_50",
     ]
     for m in result.measures:
         assert m.evstore > 0 and m.baseline > 0, m.name
@@ -52,15 +55,54 @@ def test_runner_takes_every_measure(tmp_path: Path) -> None:
     timed = [m for m in result.measures if not m.name.startswith("disk")]
     assert all(len(m.evstore_samples) == cfg.repeats for m in timed)
 
-    reopen = result.measures[4].detail
-    assert reopen["statuses_match"] is True
-    assert reopen["load_report"]["loaded"] == 50
-    assert reopen["load_report"]["unknown"] == {}
+    measures = {m.name: m for m in result.measures}
+    for name in ("reopen_50", "reopen_kill9_50"):
+        reopen = measures[name].detail
+        assert reopen["statuses_match"] is True, name
+        assert reopen["load_report"]["loaded"] == 50, name
+        assert reopen["load_report"]["unknown"] == {}, name
+    assert measures["reopen_50"].detail["events_replayed"] == 0  # closed cleanly
+    assert measures["reopen_kill9_50"].detail["events_replayed"] > 0  # killed, never closed
+
+    one_writer = measures["update_sync_1"].baseline_samples
+    for name in ("update_sync_async_1", "update_sync_async_12", "update_1"):
+        assert measures[name].baseline_samples == one_writer, name
+    assert measures["update_sync_async_12"].detail["containers"] == 12
+    get = measures["get_loaded_3"].detail
+    assert get["writers"] == 3 and all(rate > 0 for rate in get["update_sync_per_s"])
 
     assert calls[-1] == (count_steps(cfg), count_steps(cfg))
     assert [done for done, _ in calls] == list(range(1, count_steps(cfg) + 1))
     assert list(tmp_path.iterdir()) == []  # the work directory is removed
     json.dumps(result.to_dict())  # JSON-serialisable as it is
+
+
+def test_killed_store_builder_reports_a_child_that_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fixture = ReopenFixture(5, tmp_path / "store", tmp_path / "baseline", {}, 0.0)
+    monkeypatch.setattr(runner, "_KILLED_CHILD", "import sys; sys.exit('no disk here')")
+    with pytest.raises(RuntimeError, match="no disk here"):
+        runner.build_killed(BenchConfig(), fixture, runner.Steps(0, None))
+
+
+def test_killed_reopen_opens_a_copy_each_time(tmp_path: Path) -> None:
+    cfg = BenchConfig(events=3)
+    fixture = ReopenFixture(4, tmp_path / "store", tmp_path / "baseline", {}, 0.0)
+    expected = {
+        runner.container_id(i): msgspec.structs.replace(
+            runner.start(runner.created_status(i)), pid=1_001
+        )
+        for i in range(4)
+    }
+    steps: list[str] = []
+    killed, _ = runner.build_killed(cfg, fixture, runner.Steps(0, lambda w, d, t: steps.append(w)))
+    assert len(steps) == cfg.events  # the adds, then events - 1 rounds, passed on
+    first = runner.time_killed_reopen(killed, expected)
+    second = runner.time_killed_reopen(killed, expected)
+    assert first[2] and second[2]  # every flushed update survived the kill
+    assert first[1]["events_replayed"] == second[1]["events_replayed"] > 0
+    assert sorted(os.listdir(tmp_path)) == ["killed"]  # the copies are gone
 
 
 # --- the baseline -----------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import os
 import platform
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -23,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -37,6 +38,9 @@ from evstore import (
 from evstore.entries import Entry
 
 from .baseline import FileCheckpoint, write_status_file
+
+if TYPE_CHECKING:
+    from evstore.aio import AsyncEntry
 
 Progress = Callable[[str, int, int], None]  # (what was just done, steps done, steps in all)
 Op = Callable[[int], object]  # one operation; gets its iteration number
@@ -54,6 +58,8 @@ class BenchConfig:
     repeats: int = 5
     pool: int = 64  # containers pre-added for the throughput measures
     threads: tuple[int, ...] = (8, 64)
+    tasks: tuple[int, ...] = (1, 100, 1_000)  # concurrent async tasks doing update_sync
+    get_writers: int = 8  # update_sync threads running while status.get is timed
     reopen_sizes: tuple[int, ...] = (5_000, 10_000)
     events: int = 50  # events per container in the reopen store (the first is the add)
     directory: Path | None = None  # where the work directory is made
@@ -71,8 +77,9 @@ class BenchConfig:
     def check(self) -> None:
         if self.seconds <= 0 or self.repeats < 1 or self.pool < 1 or self.events < 2:
             raise ValueError("seconds, repeats, pool must be positive and events at least 2")
-        if any(n < 1 for n in (*self.threads, *self.reopen_sizes)):
-            raise ValueError("thread counts and reopen sizes must be positive")
+        counts = (*self.threads, *self.tasks, self.get_writers, *self.reopen_sizes)
+        if any(n < 1 for n in counts):
+            raise ValueError("thread, task and writer counts and reopen sizes must be positive")
 
 
 @dataclass
@@ -165,9 +172,11 @@ class Steps:
 
 def count_steps(cfg: BenchConfig) -> int:
     """How many times ``run`` will call its progress callback."""
-    pairs = (1 + len(cfg.threads)) * cfg.repeats * 2 + cfg.repeats
-    per_size = 1 + (cfg.events - 1) + 1 + cfg.repeats * 2
-    return pairs + per_size * len(cfg.reopen_sizes)
+    pairs = (1 + len(cfg.threads)) * cfg.repeats * 2
+    evstore_only = (1 + len(cfg.tasks) + 1) * cfg.repeats  # update, async tasks, status.get
+    reopen = cfg.events + cfg.repeats * 2  # building a store (adds, then events - 1 rounds)
+    per_size = (reopen + 1) + reopen  # a clean one plus its baseline files, a killed one
+    return pairs + evstore_only + per_size * len(cfg.reopen_sizes)
 
 
 def default_parent() -> Path:
@@ -216,15 +225,22 @@ def throughput(
 
     ``finish`` (e.g. a flush) runs at the end and is inside the time.
     """
+    counts, t0 = loop_counts(ops, seconds)
+    if finish is not None:
+        finish()
+    return sum(counts) / (time.perf_counter() - t0)
+
+
+def loop_counts(ops: Sequence[Op], seconds: float) -> tuple[list[int], float]:
+    """Each op looped in its own thread (inline if one) for ``seconds``: how many times each
+    ran, and the start time."""
     counts = [0] * len(ops)
     if len(ops) == 1:
         t0 = time.perf_counter()
         counts[0] = _loop(ops[0], t0 + seconds)
     else:
         t0 = _run_threads(ops, seconds, counts)
-    if finish is not None:
-        finish()
-    return sum(counts) / (time.perf_counter() - t0)
+    return counts, t0
 
 
 def _loop(op: Op, deadline: float) -> int:
@@ -314,6 +330,70 @@ def baseline_rate(cfg: BenchConfig, path: Path, writers: int) -> float:
         return throughput(_baseline_ops(cp, ids, writers), cfg.seconds)
 
 
+def evstore_async_rate(cfg: BenchConfig, path: Path, tasks: int) -> float:
+    """update_sync/s of ``tasks`` asyncio tasks through the anyio front, each on its own
+    containers (round-robin, like the writer threads)."""
+    import anyio  # the async front is loaded only when measured, as in ``evstore``
+
+    with scratch(path):
+        return anyio.run(
+            _async_rate, path / "store", max(cfg.pool, tasks), tasks, cfg.seconds,
+            backend="asyncio",
+        )
+
+
+async def _async_rate(path: Path, containers: int, tasks: int, seconds: float) -> float:
+    import anyio
+
+    from evstore.aio import open_async
+
+    async with open_async(path) as store:
+        added = await anyio.to_thread.run_sync(_add_running, store.sync, containers)
+        entries = [store.containers.get(entry.id) for entry in added]
+        counts = [0] * tasks
+        t0 = time.perf_counter()
+        async with anyio.create_task_group() as group:
+            for i, mine in enumerate(_partition(entries, tasks)):
+                group.start_soon(_async_loop, mine, t0 + seconds, counts, i)
+        return sum(counts) / (time.perf_counter() - t0)
+
+
+async def _async_loop(
+    mine: list[AsyncEntry[ContainerStatus, ContainerMetadata]], deadline: float,
+    counts: list[int], i: int,
+) -> None:
+    n = 0
+    k = len(mine)
+    clock = time.perf_counter
+    while clock() < deadline:
+        await mine[n % k].status.update_sync(bump_pid)
+        n += 1
+    counts[i] = n
+
+
+@dataclass
+class GetRates:
+    idle: float  # status.get/s on one entry, nothing else running
+    loaded: float  # the same while the writers run
+    writes: float  # the writers' update_sync/s meanwhile
+
+
+def get_rates(cfg: BenchConfig, path: Path) -> GetRates:
+    """``status.get()`` on one entry, idle, then while ``cfg.get_writers`` threads
+    update_sync the other containers of the same store."""
+    with scratch(path), evstore.open(path / "store") as store:
+        read, *others = _add_running(store, max(cfg.pool, cfg.get_writers) + 1)
+
+        def get(n: int) -> object:
+            return read.status.get()
+
+        idle = throughput([get], cfg.seconds)
+        writers = _evstore_ops(others, cfg.get_writers, sync=True)
+        counts, t0 = loop_counts([get, *writers], cfg.seconds)
+        elapsed = time.perf_counter() - t0
+        return GetRates(idle, counts[0] / elapsed, sum(counts[1:]) / elapsed)
+
+
 # --- the measures -----------------------------------------------------------------------------
 
 
@@ -334,19 +414,59 @@ def measure_update_sync(
     )
 
 
+def against_one_writer(
+    cfg: BenchConfig, name: str, description: str, sample: Callable[[], float],
+    sync_one: Measure, step: Steps, detail: dict[str, Any] | None = None,
+) -> Measure:
+    """``repeats`` evstore samples against the per-update baseline: the file checkpoint's
+    ``update_sync`` with one writer (the samples of ``update_sync_1``)."""
+    ev: list[float] = []
+    for _ in range(cfg.repeats):
+        ev.append(sample())
+        step(f"evstore {description}")
+    return make_measure(
+        name, description, "ops/s", ev, sync_one.baseline_samples,
+        {"baseline": "file checkpoint update_sync/s, 1 writer (same samples)", **(detail or {})},
+    )
+
+
 def measure_update(cfg: BenchConfig, work: Path, sync_one: Measure, step: Steps) -> Measure:
     """``update`` without waiting, then one ``flush`` inside the time.
 
     containerd's ``Update`` only changes memory, so the baseline is its only durable
     update: the file checkpoint's ``update_sync`` with one writer (measured above).
     """
-    ev: list[float] = []
+    return against_one_writer(
+        cfg, "update_1", "update/s + flush, 1 writer",
+        lambda: evstore_rate(cfg, work / "evstore-rate", 1, sync=False), sync_one, step,
+    )
+
+
+def measure_async(
+    cfg: BenchConfig, work: Path, tasks: int, sync_one: Measure, step: Steps
+) -> Measure:
+    """``await update_sync`` from ``tasks`` asyncio tasks, against the 1-writer baseline."""
+    label = f"{tasks:,} async task" + ("s" if tasks > 1 else "")
+    return against_one_writer(
+        cfg, f"update_sync_async_{tasks}", f"update_sync/s, {label}",
+        lambda: evstore_async_rate(cfg, work / "evstore-async", tasks), sync_one, step,
+        {"tasks": tasks, "containers": max(cfg.pool, tasks), "backend": "asyncio (anyio)"},
+    )
+
+
+def measure_get_loaded(cfg: BenchConfig, work: Path, step: Steps) -> Measure:
+    """``status.get()`` while writers run, against its idle speed (the "baseline" side)."""
+    runs: list[GetRates] = []
     for _ in range(cfg.repeats):
-        ev.append(evstore_rate(cfg, work / "evstore-rate", 1, sync=False))
-        step("evstore update + flush, 1 writer")
+        runs.append(get_rates(cfg, work / "evstore-get"))
+        step(f"evstore status.get, idle and with {cfg.get_writers} writers")
     return make_measure(
-        "update_1", "update/s + flush, 1 writer", "ops/s", ev, sync_one.baseline_samples,
-        {"baseline": "file checkpoint update_sync/s, 1 writer (same samples)"},
+        f"get_loaded_{cfg.get_writers}",
+        f"status.get/s, {cfg.get_writers} writers (baseline: idle)", "ops/s",
+        [r.loaded for r in runs], [r.idle for r in runs],
+        {"baseline": "status.get/s on the same entry with no writer, in the same store",
+         "target": "ratio >= 0.5 (no slower than 2x idle)", "writers": cfg.get_writers,
+         "update_sync_per_s": [r.writes for r in runs]},
     )
 
 
@@ -392,17 +512,81 @@ def _build_history(store: evstore.Store, size: int, events: int, step: Steps) ->
     return entries
 
 
-def time_reopen(fixture: ReopenFixture) -> tuple[float, dict[str, Any], bool]:
-    """Seconds for ``evstore.open``, its load report, and whether it loaded what was written."""
+Reopened = tuple[float, dict[str, Any], bool]  # seconds, load report, loaded what was written
+
+
+def time_reopen(path: Path, expected: dict[str, ContainerStatus]) -> Reopened:
+    """Seconds for ``evstore.open``, its load report, and whether it loaded ``expected``."""
     t0 = time.perf_counter()
-    store = evstore.open(fixture.store_path)
+    store = evstore.open(path)
     seconds = time.perf_counter() - t0
     try:
         report = msgspec.to_builtins(store.load_report)
         found = {e.id: e.status.get() for e in store.containers.list()}
     finally:
         store.close()
-    return seconds, report, found == fixture.expected
+    return seconds, report, found == expected
+
+
+def time_killed_reopen(killed: Path, expected: dict[str, ContainerStatus]) -> Reopened:
+    """``time_reopen`` on a fresh copy of the killed store (copied untimed): a clean close
+    would snapshot the log, so each run must start from what the kill left."""
+    with scratch(killed.with_name("killed-copy")) as copy:
+        shutil.copytree(killed, copy, dirs_exist_ok=True)
+        return time_reopen(copy, expected)
+
+
+_READY = "ready"
+_KILLED_CHILD = (
+    "import sys; from evstore.bench.runner import killed_child; killed_child(*sys.argv[1:])"
+)
+
+
+def killed_child(path: str, size: str, events: str) -> None:
+    """Run in a child process: build the reopen store with ``update`` and ``flush``, never
+    close it, print each step and then "ready", and wait to be SIGKILLed."""
+
+    def say(what: str, done: int, total: int) -> None:
+        print(what, flush=True)
+
+    store = evstore.open(path)
+    _build_history(store, int(size), int(events), Steps(0, say))
+    print(_READY, flush=True)
+    sys.stdin.read()  # until killed (or the parent is gone)
+    os._exit(1)  # never close
+
+
+def build_killed(cfg: BenchConfig, fixture: ReopenFixture, step: Steps) -> tuple[Path, float]:
+    """The store of ``fixture`` built again in a child that is SIGKILLed once it is ready;
+    its path and the seconds the build took."""
+    path = fixture.store_path.with_name("killed")
+    package_parent = str(Path(evstore.__file__).resolve().parent.parent)
+    pythonpath = os.pathsep.join(p for p in (package_parent, os.environ.get("PYTHONPATH")) if p)
+    argv = [sys.executable, "-c", _KILLED_CHILD, str(path), str(fixture.size), str(cfg.events)]
+    t0 = time.perf_counter()
+    with subprocess.Popen(
+        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": pythonpath},
+    ) as child:
+        try:
+            _follow_child(child, step)
+        finally:
+            child.kill()  # SIGKILL, as kill -9
+            child.wait()
+    return path, time.perf_counter() - t0
+
+
+def _follow_child(child: subprocess.Popen[str], step: Steps) -> None:
+    """Pass the child's steps on until it says it is ready."""
+    assert child.stdout is not None and child.stderr is not None
+    for line in child.stdout:
+        if line.rstrip("\n") == _READY:
+            return
+        step(f"killed store: {line.strip()}")
+    child.wait()
+    error = child.stderr.read().strip().splitlines()
+    why = error[-1] if error else f"exit status {child.returncode}"
+    raise RuntimeError(f"building the killed store failed: {why}")
 
 
 def time_baseline_load(fixture: ReopenFixture) -> tuple[float, bool]:
@@ -413,24 +597,49 @@ def time_baseline_load(fixture: ReopenFixture) -> tuple[float, bool]:
 
 
 def measure_reopen(cfg: BenchConfig, fixture: ReopenFixture, step: Steps) -> Measure:
+    """Reopen after a clean close, against the baseline's load."""
+    return reopen_measure(
+        cfg, fixture, "reopen", "reopen", lambda: time_reopen(fixture.store_path, fixture.expected),
+        step, {"build_seconds": fixture.build_seconds},
+    )
+
+
+def measure_killed_reopen(cfg: BenchConfig, fixture: ReopenFixture, step: Steps) -> Measure:
+    """Reopen after ``kill -9`` of the process that built the store, against the same load."""
+    killed, build_seconds = build_killed(cfg, fixture, step)
+    try:
+        return reopen_measure(
+            cfg, fixture, "reopen_kill9", "reopen after kill -9",
+            lambda: time_killed_reopen(killed, fixture.expected), step,
+            {"build_seconds": build_seconds},
+        )
+    finally:
+        shutil.rmtree(killed, ignore_errors=True)
+
+
+def reopen_measure(
+    cfg: BenchConfig, fixture: ReopenFixture, name: str, label: str,
+    reopen: Callable[[], Reopened], step: Steps, detail: dict[str, Any],
+) -> Measure:
+    """``reopen`` against ``FileCheckpoint.load`` of the fixture's files, alternating."""
     ev: list[float] = []
     base: list[float] = []
     reports: list[dict[str, Any]] = []
     exact = True
     for _ in range(cfg.repeats):
-        seconds, report, same = time_reopen(fixture)
+        seconds, report, same = reopen()
         ev.append(seconds)
         reports.append(report)
-        step(f"evstore reopen, {fixture.size:,} containers")
+        step(f"evstore {label}, {fixture.size:,} containers")
         seconds, same_base = time_baseline_load(fixture)
         base.append(seconds)
         exact = exact and same and same_base
         step(f"baseline load, {fixture.size:,} containers")
     return make_measure(
-        f"reopen_{fixture.size}",
-        f"reopen, {fixture.size:,} containers x {cfg.events} events", "s", ev, base,
-        {"load_report": reports[-1], "statuses_match": exact,
-         "build_seconds": fixture.build_seconds},
+        f"{name}_{fixture.size}",
+        f"{label}, {fixture.size:,} containers x {cfg.events} events", "s", ev, base,
+        {"load_report": reports[-1], "events_replayed": reports[-1]["events_replayed"],
+         "statuses_match": exact, **detail},
     )
 
 
@@ -463,13 +672,16 @@ def run(cfg: BenchConfig, progress: Progress | None = None) -> BenchResult:
 def _throughput_measures(cfg: BenchConfig, work: Path, step: Steps) -> list[Measure]:
     one = measure_update_sync(cfg, work, 1, step)
     many = [measure_update_sync(cfg, work, n, step) for n in cfg.threads]
-    return [one, *many, measure_update(cfg, work, one, step)]
+    tasks = [measure_async(cfg, work, n, one, step) for n in cfg.tasks]
+    update = measure_update(cfg, work, one, step)
+    return [one, *many, *tasks, update, measure_get_loaded(cfg, work, step)]
 
 
 def _size_measures(cfg: BenchConfig, work: Path, size: int, step: Steps) -> list[Measure]:
     fixture = build_reopen(cfg, work, size, step)
     try:
-        return [measure_reopen(cfg, fixture, step), measure_disk(cfg, fixture)]
+        clean = measure_reopen(cfg, fixture, step)
+        return [clean, measure_killed_reopen(cfg, fixture, step), measure_disk(cfg, fixture)]
     finally:
         shutil.rmtree(fixture.store_path.parent, ignore_errors=True)
 
