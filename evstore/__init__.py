@@ -27,6 +27,7 @@ from .model import (
     SandboxStatus,
     WindowsContainerResources,
 )
+from .pods import Pod, Pods, PodStatus, build_pod_full_name
 from .recovery import LoadReport
 from .states import ContainerState, SandboxState
 from .store import Store
@@ -61,6 +62,9 @@ __all__ = [
     "LinuxContainerResources",
     "LoadReport",
     "NotFoundError",
+    "Pod",
+    "PodStatus",
+    "Pods",
     "ReadOnlyError",
     "SandboxConfig",
     "SandboxMetadata",
@@ -71,6 +75,7 @@ __all__ = [
     "StoreLockedError",
     "WindowsContainerResources",
     "WriteError",
+    "build_pod_full_name",
     "open",
     "open_async",
 ]

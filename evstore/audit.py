@@ -7,10 +7,12 @@ that the writer would otherwise reuse.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import islice
 from typing import Any
 
 from .codec import (
     ContainerEventV1,
+    EventRecord,
     RecordError,
     decode_event,
     event_key,
@@ -67,6 +69,29 @@ def read_page(log: Log, names: Names, since: int) -> list[Event]:
             if len(found) >= PAGE:
                 break
     return found
+
+
+def records(log: Log, since: int = 0) -> Iterator[tuple[int, int, EventRecord]]:
+    """(position, entry number, record) of every readable event after ``since``, in order.
+
+    The records themselves, for readers that need what ``Event`` leaves out (the metadata a
+    ``created`` record carries). Damaged records are skipped, as ``events`` skips them.
+    """
+    start = event_key(since + 1, 0, 0)
+    while True:
+        with log.reading() as txn:
+            cursor = txn.cursor(db=log.dbs[b"events"])
+            page = list(islice(cursor, PAGE)) if cursor.set_range(start) else []
+        for key, value in page:
+            try:
+                position, eno, _seq = parse_event_key(key)
+                record = decode_event(key, value)
+            except RecordError:
+                continue
+            yield position, eno, record
+        if len(page) < PAGE:
+            return
+        start = page[-1][0] + b"\0"  # the next key after the last one, even a malformed one
 
 
 def history(log: Log, names: Names, ident: str) -> list[Event]:

@@ -31,6 +31,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 import evstore
 from evstore.bench import BenchConfig, BenchResult, Measure, count_steps, run
@@ -38,6 +39,7 @@ from evstore.compact import compact as compact_store
 from evstore.errors import EvstoreError, NotFoundError
 from evstore.events import Event
 from evstore.importer import container_dirs, import_containerd
+from evstore.pods import Pods
 from evstore.render import entries_table, entry_object, events_table, format_time, parse_time
 from evstore.replay import EntryState, replay_feed
 from evstore.verify import count_events
@@ -380,6 +382,49 @@ def import_containerd_command(root: Path, path: Path) -> None:
         f"imported {len(report.imported):,} containers ({len(report.unknown):,} unknown),"
         f" skipped {len(report.skipped):,} already in the store"
     )
+
+
+# --- pods -------------------------------------------------------------------------------------
+
+
+@main.command()
+@STORE_PATH
+@click.option(
+    "--all", "show_all", is_flag=True, help="Every live container and sandbox, in any state."
+)
+@JSON_FLAG
+def pods(path: Path, show_all: bool, as_json: bool) -> None:
+    """Show the store at PATH as the kubelet sees it: containers and sandboxes in pods.
+
+    Without --all only running containers and ready sandboxes; --json prints an array of
+    pod objects (id, name, namespace, created_at, containers, sandboxes). Reads beside a
+    running writer.
+    """
+    with evstore.open(path, readonly=True) as store:
+        found = store.pods(all=show_all)
+    if as_json:
+        echo_json(list(found))
+    else:
+        stdout_console().print(pods_table(found))
+
+
+def pods_table(found: Pods) -> Table:
+    """One row per sandbox and container, each pod in its own section."""
+    table = Table()
+    for name in ("pod", "namespace", "uid", "kind", "id", "name", "image", "state"):
+        table.add_column(name, no_wrap=name != "image")
+    for pod in found:
+        rows = [("sandbox", item.id, item.name, item.image, item.state) for item in pod.sandboxes]
+        rows += [
+            ("container", item.id, item.name, item.image, item.state) for item in pod.containers
+        ]
+        for index, (kind, ident, name, image, state) in enumerate(rows):
+            head = (pod.name, pod.namespace, pod.id) if index == 0 else ("", "", "")
+            table.add_row(
+                *map(Text, head), kind, Text(ident), Text(name), Text(image), state.upper(),
+                end_section=index == len(rows) - 1,
+            )
+    return table
 
 
 # --- the table --------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from types import TracebackType
 from typing import Any
 
 from . import audit, replay
+from . import pods as kubelet
 from .codec import parse_event_key
 from .commit import Batch, Committer
 from .entries import Entries, Entry
@@ -17,6 +18,7 @@ from .errors import InvalidInputError, ReadOnlyError, StoreClosedError
 from .events import Entity, Event
 from .log import DEFAULT_MAP_SIZE, Log
 from .model import ContainerMetadata, ContainerStatus, SandboxMetadata, SandboxStatus, Status
+from .pods import Pods, PodStatus
 from .probe import run_probe
 from .recovery import LoadReport, Recovered, load
 from .snapshots import SnapshotPolicy, Write
@@ -167,6 +169,14 @@ class Store:
     def status_at(self, id: str, seq: int | None = None, time: int | None = None) -> Status:
         """The status of ``id`` after its event ``seq``, or at wall-clock ``time`` (ns)."""
         return replay.status_at(self, id, seq=seq, time=time)
+
+    def pods(self, all: bool = False) -> Pods:
+        """Containers and sandboxes grouped into pods, as the kubelet's ``GetPods(all)``."""
+        return kubelet.pods(self, all)
+
+    def pod_status(self, uid: str, name: str, namespace: str) -> PodStatus:
+        """The pod's containers (with restart counts from the log) and sandboxes."""
+        return kubelet.pod_status(self, uid, name, namespace)
 
     def _check_open(self) -> None:
         """Audit reads see the log, so first let queued ``update`` events reach it."""
