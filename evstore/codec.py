@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from typing import Any
 
 import msgspec
 
@@ -145,18 +146,18 @@ def _open(key: bytes, value: bytes) -> bytes:
 
 
 def decode_event(key: bytes, value: bytes) -> EventRecord:
-    payload = _open(key, value)
-    try:
-        record: EventRecord = _event_decoder.decode(payload)
-        return record
-    except msgspec.DecodeError as exc:
-        raise RecordError(f"undecodable event: {exc}") from None
+    record: EventRecord = _decode(_event_decoder, key, value, "event")
+    return record
 
 
 def decode_snapshot(key: bytes, value: bytes) -> SnapshotRecord:
+    snapshot: SnapshotRecord = _decode(_snapshot_decoder, key, value, "snapshot")
+    return snapshot
+
+
+def _decode(decoder: msgspec.msgpack.Decoder[Any], key: bytes, value: bytes, what: str) -> Any:
     payload = _open(key, value)
     try:
-        snapshot: SnapshotRecord = _snapshot_decoder.decode(payload)
-        return snapshot
+        return decoder.decode(payload)
     except msgspec.DecodeError as exc:
-        raise RecordError(f"undecodable snapshot: {exc}") from None
+        raise RecordError(f"undecodable {what}: {exc}") from None

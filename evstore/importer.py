@@ -14,12 +14,14 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import msgspec
 
+from . import containerd
+from .containerd import StatusError, decode_status
 from .errors import AlreadyExistsError, InvalidInputError, NotFoundError
-from .model import ContainerMetadata, ContainerResources, ContainerStatus
+from .model import ContainerMetadata, ContainerStatus
 
 if TYPE_CHECKING:
     from .store import Store
@@ -28,40 +30,6 @@ Progress = Callable[[int, int], None]
 """Called with (containers done, containers found) as the import goes."""
 
 WORKERS = 16  # concurrent adds share commits (group commit), so an import is not an fsync each
-UNKNOWN_EXIT_CODE = 255  # containerd's unknownExitCode
-UNKNOWN_REASON = "Unknown"  # containerd's unknownExitReason
-
-Int32 = Annotated[int, msgspec.Meta(ge=-(2**31), lt=2**31)]
-UInt32 = Annotated[int, msgspec.Meta(ge=0, lt=2**32)]
-
-
-class _Versioned(msgspec.Struct, rename="pascal"):
-    version: str = ""
-
-
-class ContainerdStatus(msgspec.Struct, rename="pascal"):
-    """containerd's versioned ``Status`` as ``encode()`` writes it (Go field names)."""
-
-    version: str = ""
-    pid: UInt32 = 0
-    created_at: int = 0
-    started_at: int = 0
-    finished_at: int = 0
-    exit_code: Int32 = 0
-    reason: str = ""
-    message: str = ""
-    resources: ContainerResources | None = None
-
-    def to_status(self) -> ContainerStatus:
-        fields = msgspec.structs.asdict(self)
-        del fields["version"]
-        return ContainerStatus(**fields)
-
-
-class StatusError(Exception):
-    """Why one ``status`` file could not be loaded (what containerd would log)."""
-
-
 class ImportReport(msgspec.Struct):
     """What an import did. ``unknown`` (id -> reason) lists the imported containers whose
     status file could not be read; they are in ``imported`` too."""
@@ -82,21 +50,8 @@ def read_status(directory: Path) -> ContainerStatus:
     return decode_status(data)
 
 
-def decode_status(data: bytes) -> ContainerStatus:
-    try:
-        version = msgspec.json.decode(data, type=_Versioned).version
-    except msgspec.DecodeError as exc:
-        raise StatusError(f"broken status JSON: {exc}") from None
-    if version != "v1":
-        raise StatusError(f"unsupported status version {version!r}")
-    try:
-        return msgspec.json.decode(data, type=ContainerdStatus).to_status()
-    except msgspec.DecodeError as exc:
-        raise StatusError(f"invalid v1 status: {exc}") from None
-
-
 def unknown_status(reason: str) -> ContainerStatus:
-    """containerd's ``unknownContainerStatus()``, with the reason as its message.
+    """containerd's unknown status, with why as its message.
 
     containerd's loader keeps nothing of a status it cannot decode: every time is zero,
     the exit code 255 and the reason "Unknown", flagged ``Unknown``. The flag is transient
@@ -104,10 +59,7 @@ def unknown_status(reason: str) -> ContainerStatus:
     fields alone, so the entry reads UNKNOWN after every reopen too (and, as in containerd,
     may only move on to EXITED).
     """
-    return ContainerStatus(
-        exit_code=UNKNOWN_EXIT_CODE, reason=UNKNOWN_REASON,
-        message=f"containerd status not loaded: {reason}", unknown=True,
-    )
+    return containerd.unknown_status(f"containerd status not loaded: {reason}")
 
 
 def container_dirs(root: Path) -> list[Path]:

@@ -17,73 +17,10 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-import msgspec
+from evstore import ContainerStatus
+from evstore.containerd import decode_status, encode_status, unknown_status
 
-from evstore import ContainerResources, ContainerStatus
-
-STATUS_VERSION = "v1"
 STATUS_FILE = "status"
-UNKNOWN_EXIT_CODE = 255  # containerd's unknownExitCode
-UNKNOWN_EXIT_REASON = "Unknown"  # containerd's unknownExitReason
-
-
-class VersionedStatus(msgspec.Struct, rename="pascal"):
-    """Go's ``versionedStatus{Version, Status}``: every field written, no omitempty."""
-
-    version: str
-    pid: int
-    created_at: int
-    started_at: int
-    finished_at: int
-    exit_code: int
-    reason: str
-    message: str
-    resources: ContainerResources | None
-
-
-_encoder = msgspec.json.Encoder()
-_decoder = msgspec.json.Decoder(VersionedStatus)
-
-
-def encode_status(status: ContainerStatus) -> bytes:
-    """The bytes containerd's ``Status.encode`` writes for ``status``."""
-    return _encoder.encode(
-        VersionedStatus(
-            version=STATUS_VERSION,
-            pid=status.pid,
-            created_at=status.created_at,
-            started_at=status.started_at,
-            finished_at=status.finished_at,
-            exit_code=status.exit_code,
-            reason=status.reason,
-            message=status.message,
-            resources=status.resources,
-        )
-    )
-
-
-def decode_status(data: bytes) -> ContainerStatus:
-    """containerd's ``Status.decode``: a version other than ``v1`` is an error."""
-    v = _decoder.decode(data)
-    if v.version != STATUS_VERSION:
-        raise ValueError(f"unsupported status version {v.version!r}")
-    return ContainerStatus(
-        pid=v.pid,
-        created_at=v.created_at,
-        started_at=v.started_at,
-        finished_at=v.finished_at,
-        exit_code=v.exit_code,
-        reason=v.reason,
-        message=v.message,
-        resources=v.resources,
-    )
-
-
-def unknown_status() -> ContainerStatus:
-    """What containerd loads for a container whose status file cannot be read."""
-    return ContainerStatus(
-        exit_code=UNKNOWN_EXIT_CODE, reason=UNKNOWN_EXIT_REASON, unknown=True
-    )
 
 
 def atomic_write_file(path: Path, data: bytes) -> None:
