@@ -251,12 +251,12 @@ def _open_dbs(env: Any, path: Path, readonly: bool, fresh: bool) -> dict[bytes, 
             with env.begin(write=True) as txn:
                 dbs = {name: env.open_db(name, txn=txn) for name in DB_NAMES}
                 txn.put(b"format", STORE_MAGIC, db=dbs[b"meta"])
+        with env.begin() as txn:
+            magic = txn.get(b"format", db=dbs[b"meta"])
     except lmdb.NotFoundError:
         raise CorruptStoreError(f"{path}: not an evstore store (missing databases)") from None
     except lmdb.Error as exc:
         raise _corrupt(path, exc) from None
-    with env.begin() as txn:
-        magic = txn.get(b"format", db=dbs[b"meta"])
     if magic != STORE_MAGIC:
         raise CorruptStoreError(f"{path}: not an evstore store of a known format ({magic!r})")
     return dbs

@@ -41,19 +41,20 @@ def run_probe(path: str | os.PathLike[str], task: str, on_line: Lines | None = N
         name = signal.Signals(-code).name
         raise CorruptStoreError(f"{path}: store file is damaged (it killed a reader: {name})")
     if code != 0:
-        raise _rebuild(error)
+        raise _rebuild(path, error)
     return last
 
 
-def _rebuild(stderr: str) -> EvstoreError:
+def _rebuild(path: str | os.PathLike[str], stderr: str) -> EvstoreError:
     """The child's error, as the same type when it was one of ours."""
     import evstore.errors as errors
 
-    name, _, message = stderr.splitlines()[-1].partition(": ") if stderr else ("", "", "")
+    last = stderr.splitlines()[-1] if stderr else "no output"
+    name, _, message = last.partition(": ")
     kind = getattr(errors, name, None)
     if isinstance(kind, type) and issubclass(kind, EvstoreError):
         return kind(message)
-    return CorruptStoreError(f"probe failed: {stderr.splitlines()[-1] if stderr else 'no output'}")
+    return CorruptStoreError(f"{path}: store file is damaged or unreadable ({last})")
 
 
 def child_main(args: list[str]) -> None:
