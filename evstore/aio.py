@@ -284,7 +284,7 @@ class Subscription:
 
 @asynccontextmanager
 async def open_async(
-    path: str | os.PathLike[str], *, readonly: bool = False, probe: bool = False, **tuning: int
+    path: str | os.PathLike[str], *, readonly: bool = False, probe: bool = True, **tuning: int
 ) -> AsyncIterator[AsyncStore]:
     """Open a store (as ``evstore.open`` does) for use from asyncio or trio."""
     opener = functools.partial(open_store, path, readonly=readonly, probe=probe, **tuning)

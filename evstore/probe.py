@@ -26,6 +26,7 @@ def run_probe(path: str | os.PathLike[str], task: str, on_line: Lines | None = N
     proc = subprocess.Popen(
         [sys.executable, "-c", _CHILD, task, os.fspath(path)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, sys.path))},
     )
     assert proc.stdout is not None and proc.stderr is not None
     last = ""

@@ -56,7 +56,7 @@ class StoreModel(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.dir = Path(tempfile.mkdtemp())
-        self.store = evstore.open(self.dir / "s", snapshot_every=2, checkpoint_every=3)
+        self.store = evstore.open(self.dir / "s", snapshot_every=2, checkpoint_every=3, probe=False)
         # (kind, id) -> statuses since the last durable one (first item: durable; None: absent)
         self.model: dict[tuple[str, str], list[Status | None]] = {}
 
@@ -124,14 +124,14 @@ class StoreModel(RuleBasedStateMachine):
     @rule()
     def reopen(self) -> None:
         self.store.close()
-        self.store = evstore.open(self.dir / "s", snapshot_every=2, checkpoint_every=3)
+        self.store = evstore.open(self.dir / "s", snapshot_every=2, checkpoint_every=3, probe=False)
         assert self.store.load_report.unknown == {}
         self.model = {key: [durable(history[-1])] for key, history in self.model.items()}
 
     @rule()
     def crash(self) -> None:
         abandon(self.store)
-        self.store = evstore.open(self.dir / "s", snapshot_every=2, checkpoint_every=3)
+        self.store = evstore.open(self.dir / "s", snapshot_every=2, checkpoint_every=3, probe=False)
         assert self.store.load_report.unknown == {}
         for key, history in self.model.items():
             found = self.lookup(key)
