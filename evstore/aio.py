@@ -247,8 +247,12 @@ class Subscription:
         while not self._page:
             if self._closed:
                 raise StopAsyncIteration
-            self._page = await anyio.to_thread.run_sync(self._read)
-            if not self._page:
+            page, reached = await anyio.to_thread.run_sync(self._read)
+            if page:
+                self._page = page
+            elif reached > self._position:
+                self._position = reached  # only damaged records there: step past them
+            else:
                 await self._wait_for_more()
         event = self._page.pop(0)
         self._position = event.position
@@ -258,7 +262,7 @@ class Subscription:
         self._closed = True
         self._page = []
 
-    def _read(self) -> list[Event]:
+    def _read(self) -> tuple[list[Event], int]:
         store = self._store
         return audit.read_page(store._log, store._names, self._position)
 

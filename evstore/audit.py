@@ -30,8 +30,8 @@ Names = dict[int, tuple[Entity, str]]
 
 def to_event(key: bytes, value: bytes, names: Names) -> Event | None:
     """Decode one log record; None when it is damaged (``verify`` reports those)."""
-    position, eno, seq = parse_event_key(key)
     try:
+        position, eno, seq = parse_event_key(key)
         record = decode_event(key, value)
     except RecordError:
         return None
@@ -46,29 +46,16 @@ def to_event(key: bytes, value: bytes, names: Names) -> Event | None:
 
 
 def events(log: Log, names: Names, since: int = 0) -> Iterator[Event]:
-    """Every event with ``position > since``, in order."""
-    while True:
-        page = read_page(log, names, since)
-        yield from page
-        if len(page) < PAGE:
-            return
-        since = page[-1].position
+    """Every event with ``position > since``, in order (damaged records left out)."""
+    for page in _raw_pages(log, since):
+        yield from _events_of(page, names)
 
 
-def read_page(log: Log, names: Names, since: int) -> list[Event]:
-    """Up to ``PAGE`` events after ``since``, in one short read transaction."""
-    found: list[Event] = []
-    with log.reading() as txn:
-        cursor = txn.cursor(db=log.dbs[b"events"])
-        if not cursor.set_range(event_key(since + 1, 0, 0)):
-            return found
-        for key, value in cursor:
-            event = to_event(key, value, names)
-            if event is not None:
-                found.append(event)
-            if len(found) >= PAGE:
-                break
-    return found
+def read_page(log: Log, names: Names, since: int) -> tuple[list[Event], int]:
+    """The events of the next page of records after ``since``, and the position reached
+    (past damaged records too, so a follower never stalls behind one)."""
+    page = next(_raw_pages(log, since), [])
+    return _events_of(page, names), _position_of(page[-1][0]) if page else since
 
 
 def records(log: Log, since: int = 0) -> Iterator[tuple[int, int, EventRecord]]:
@@ -77,11 +64,7 @@ def records(log: Log, since: int = 0) -> Iterator[tuple[int, int, EventRecord]]:
     The records themselves, for readers that need what ``Event`` leaves out (the metadata a
     ``created`` record carries). Damaged records are skipped, as ``events`` skips them.
     """
-    start = event_key(since + 1, 0, 0)
-    while True:
-        with log.reading() as txn:
-            cursor = txn.cursor(db=log.dbs[b"events"])
-            page = list(islice(cursor, PAGE)) if cursor.set_range(start) else []
+    for page in _raw_pages(log, since):
         for key, value in page:
             try:
                 position, eno, _seq = parse_event_key(key)
@@ -89,9 +72,34 @@ def records(log: Log, since: int = 0) -> Iterator[tuple[int, int, EventRecord]]:
             except RecordError:
                 continue
             yield position, eno, record
+
+
+def _raw_pages(log: Log, since: int) -> Iterator[list[tuple[bytes, bytes]]]:
+    """The log's raw records after ``since``, ``PAGE`` at a time, each page read in its own
+    short transaction."""
+    start = event_key(since + 1, 0, 0)
+    while True:
+        with log.reading() as txn:
+            cursor = txn.cursor(db=log.dbs[b"events"])
+            page = list(islice(cursor, PAGE)) if cursor.set_range(start) else []
+        if page:
+            yield page
         if len(page) < PAGE:
             return
         start = page[-1][0] + b"\0"  # the next key after the last one, even a malformed one
+
+
+def _events_of(page: list[tuple[bytes, bytes]], names: Names) -> list[Event]:
+    found = []
+    for key, value in page:
+        event = to_event(key, value, names)
+        if event is not None:
+            found.append(event)
+    return found
+
+
+def _position_of(key: bytes) -> int:
+    return int.from_bytes(key[:8], "big")
 
 
 def history(log: Log, names: Names, ident: str) -> list[Event]:

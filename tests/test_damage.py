@@ -13,7 +13,7 @@ from crash import Worker
 from damage import eno_of, event_key_of, flip_byte, records, rewrite
 
 import evstore
-from evstore import ContainerState, SandboxState
+from evstore import ContainerMetadata, ContainerState, ContainerStatus, SandboxState
 
 
 def crashed_store(path: Path, count: int = 5, events: int = 6) -> None:
@@ -242,3 +242,45 @@ def test_random_page_damage_never_crashes(tmp_path: Path, seed: int) -> None:
     assert result.returncode == 0, result.stderr  # a segfault would be -11
     first, second = result.stdout.split("\n")[:2]
     assert first.startswith(("opened", "corrupt")) and second.startswith(("verified", "corrupt"))
+
+
+def test_feeds_go_past_a_page_with_damaged_records(store_path: Path) -> None:
+    """A damaged record inside a page must not end ``events()`` or stall ``subscribe()``."""
+    import anyio
+
+    from evstore import audit
+
+    with evstore.open(store_path, probe=False) as store:
+        entry = store.containers.add(ContainerMetadata(id="c"), ContainerStatus(created_at=1))
+        for pid in range(1, audit.PAGE + 10):
+            entry.status.update(lambda s, pid=pid: msgspec.structs.replace(s, pid=pid))
+    total = audit.PAGE + 10  # the add and PAGE + 9 updates
+    keys = [key for key, _value in records(store_path, b"events")]
+    rewrite(store_path, b"events", keys[5], flip_byte(-1))  # inside the first page
+    with evstore.open(store_path, probe=False) as store:
+        assert len(list(store.events())) == total - 1
+        assert store.events(since=total - 1).__next__().position == total
+    for damaged in keys[1:]:  # now every record after the first is damaged
+        rewrite(store_path, b"events", damaged, flip_byte(-2))
+
+    async def follow() -> list[int]:
+        seen: list[int] = []
+        async with evstore.open_async(store_path, probe=False) as store:
+
+            async def read() -> None:
+                async for event in store.subscribe():
+                    seen.append(event.position)
+                    if event.position > total:
+                        return
+
+            with anyio.fail_after(10):
+                async with anyio.create_task_group() as group:
+                    group.start_soon(read)
+                    entry = store.containers.get("c")  # UNKNOWN now: a same-state update
+                    await entry.status.update_sync(
+                        lambda s: msgspec.structs.replace(s, message="after the damage")
+                    )
+        return seen
+
+    # the follower steps past a page with nothing readable and gets the new event
+    assert anyio.run(follow) == [1, total + 1]
