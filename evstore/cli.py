@@ -11,7 +11,9 @@ from __future__ import annotations
 import errno
 import json
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Generator, Iterable, Iterator
 from contextlib import closing, contextmanager
@@ -34,14 +36,23 @@ from rich.table import Table
 from rich.text import Text
 
 import evstore
+from evstore import render
 from evstore.bench import BenchConfig, BenchResult, Measure, count_steps, run
 from evstore.compact import compact as compact_store
 from evstore.errors import EvstoreError, NotFoundError
 from evstore.events import Event
+from evstore.fleet import (
+    STATE_NAMES,
+    FleetEntry,
+    list_current,
+    node_history,
+    reading,
+)
 from evstore.importer import container_dirs, import_containerd
 from evstore.pods import Pods
 from evstore.render import entries_table, entry_object, events_table, format_time, parse_time
 from evstore.replay import EntryState, replay_feed
+from evstore.shipping import BATCH, BatchReport, Hooks, ShipOptions, ship_store
 from evstore.verify import count_events
 from evstore.verify import verify as verify_store
 
@@ -425,6 +436,152 @@ def pods_table(found: Pods) -> Table:
                 end_section=index == len(rows) - 1,
             )
     return table
+
+
+# --- ship, fleet ------------------------------------------------------------------------------
+
+DSN_OPTION = click.option(
+    "--dsn", required=True, envvar="EVSTORE_DSN", show_envvar=True,
+    help="PostgreSQL connection string, e.g. 'host=db.example dbname=fleet user=evstore'.",
+)
+
+
+@main.command()
+@STORE_PATH
+@DSN_OPTION
+@click.option("--node", required=True, help="This node's name in the fleet database.")
+@click.option("--once", is_flag=True, help="Exit once the database holds the whole log.")
+@click.option(
+    "--batch", type=click.IntRange(min=1), default=BATCH, show_default=True,
+    help="Events per PostgreSQL transaction.",
+)
+def ship(path: Path, dsn: str, node: str, once: bool, batch: int) -> None:
+    """Ship every event of the store at PATH to PostgreSQL, as NODE, exactly once.
+
+    Each batch, with the current-state rows it changes, is one transaction, and a run
+    resumes from what the database holds for NODE: kill it at any moment and run it again.
+    Without --once it follows new events until SIGINT or SIGTERM and waits out database
+    restarts. Logs a line per batch on stderr; reads beside a running writer.
+    """
+    stop = threading.Event()
+    with evstore.open(path, readonly=True) as store, stop_on_signals(stop):
+        total = store.last_position
+        # the bar is for --once; a follower only logs
+        with progress_bar("shipping", total, 1_000 if once else total + 1) as (bar, task):
+            hooks = ShipLog(node, bar, task)
+            options = ShipOptions(batch, follow=not once, stop=stop, hooks=hooks)
+            report = ship_store(store, dsn, node, options)
+    summary = (
+        f"{node}: shipped {report.shipped:,} events;"
+        f" the database is at position {report.position:,}"
+    )
+    if once and not report.caught_up:
+        click.echo(f"interrupted: {summary}; run again to resume", err=True)
+        raise SystemExit(130)
+    click.echo(summary)
+
+
+@contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGINT and SIGTERM set ``stop`` instead of killing, so the batch in flight finishes."""
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+class ShipLog(Hooks):
+    """A line on stderr per batch and per retry, above the bar (when there is one)."""
+
+    def __init__(self, node: str, bar: Progress, task: TaskID) -> None:
+        self.node = node
+        self.bar = bar
+        self.task = task
+
+    def say(self, line: str) -> None:
+        self.bar.console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+    def started(self, position: int, store_position: int) -> None:
+        self.bar.update(self.task, completed=position)
+        self.say(
+            f"{self.node}: resuming after position {position:,};"
+            f" the store is at {store_position:,}"
+        )
+
+    def batch(self, report: BatchReport) -> None:
+        self.bar.update(self.task, completed=report.position)
+        self.say(
+            f"{self.node}: shipped positions {report.first:,}-{report.position:,}"
+            f" ({report.events:,} events, {report.shipped:,} in all);"
+            f" lag {report.lag_events:,} events, {report.lag_seconds:,.3f} s"
+        )
+
+    def retry(self, reason: str, delay: float) -> None:
+        self.say(f"{self.node}: PostgreSQL unavailable ({reason}); retrying in {delay:.1f} s")
+
+
+@main.group()
+def fleet() -> None:
+    """Ask the fleet database that ``evstore ship`` fills, without writing SQL."""
+
+
+@fleet.command(name="ls")
+@DSN_OPTION
+@click.option("--node", help="Only this node's entries.")
+@click.option(
+    "--state", type=click.Choice(STATE_NAMES, case_sensitive=False), help="Only this state."
+)
+@JSON_FLAG
+def fleet_ls(dsn: str, node: str | None, state: str | None, as_json: bool) -> None:
+    """List the live containers and sandboxes of every node (as of what was shipped).
+
+    --json prints an array of objects with node, id, entity, state, pid, exit_code,
+    created_at, the whole status and the position of the entry's last event.
+    """
+    with reading(dsn) as conn:
+        found = list_current(conn, node, state.lower() if state else None)
+    if as_json:
+        echo_json([
+            {"node": row.node, **entry_object(row.state), "position": row.position}
+            for row in found
+        ])
+    else:
+        click.echo(fleet_table(found, time.time_ns()))
+
+
+def fleet_table(found: Iterable[FleetEntry], now: int) -> str:
+    rows = (
+        (
+            row.node, row.state.id, row.state.entity, render.state_name(row.state.status).upper(),
+            str(row.state.status.pid), str(render.exit_code(row.state.status)),
+            render.format_age(row.state.status.created_at, now),
+        )
+        for row in found
+    )
+    return render.columns(("node", "id", "entity", "state", "pid", "exit code", "age"), rows, 3)
+
+
+@fleet.command(name="history")
+@DSN_OPTION
+@click.argument("node")
+@click.argument("ident", metavar="ID")
+@JSON_FLAG
+def fleet_history(dsn: str, node: str, ident: str, as_json: bool) -> None:
+    """Show every shipped event of container or sandbox ID on NODE, oldest first;
+    --json prints an array of event objects (node, position, entity, id, seq, time,
+    type, changes)."""
+    with reading(dsn) as conn:
+        events = node_history(conn, node, ident)
+    if not events:
+        raise NotFoundError(f"{ident!r}: no shipped events of that id from node {node!r}")
+    if as_json:
+        echo_json([{"node": node, **msgspec.structs.asdict(event)} for event in events])
+    else:
+        click.echo(f"{events[0].entity} {ident} on {node}: {len(events):,} event(s)")
+        click.echo(events_table(events))
 
 
 # --- the table --------------------------------------------------------------------------------

@@ -55,3 +55,8 @@ class WriteError(EvstoreError):
 
 class DiskFullError(WriteError):
     """A commit failed for lack of disk space (or a file-size limit)."""
+
+
+class FleetError(EvstoreError):
+    """PostgreSQL (the fleet database) refused the connection string, could not be reached,
+    or rejected what was sent to it."""

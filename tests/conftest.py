@@ -9,6 +9,8 @@ import pytest
 
 import evstore
 
+pytest_plugins = ["pgserver"]  # a real PostgreSQL for the fleet tests (tests/pgserver.py)
+
 
 @pytest.fixture
 def store_path(tmp_path: Path) -> Path:

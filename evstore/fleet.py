@@ -1,0 +1,172 @@
+"""The fleet database: every node's log and current state in PostgreSQL, for SQL and ``fleet``.
+
+The two tables are a contract with people who query them, so their names and columns never
+change meaning: ``evstore_events`` holds every event of every node, keyed by (node, position);
+``evstore_current`` the status of every live entry as of the last event shipped for it.
+Both lead with ``node`` so that, distributed by node (Citus), a node's writes and joins stay
+on one shard.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, NamedTuple
+
+import msgspec
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import TupleRow
+from psycopg.types.json import set_json_loads
+
+from .errors import FleetError
+from .events import STATUS_TYPES, Event
+from .model import Status
+from .replay import ENTITIES, EntryState
+from .states import ContainerState, SandboxState
+
+Connection = psycopg.Connection[TupleRow]
+
+SCHEMA = (
+    """create table if not exists evstore_events (
+        node text not null,
+        position bigint not null,
+        entity text not null,
+        id text not null,
+        seq bigint not null,
+        time bigint not null,
+        type text not null,
+        changes jsonb not null,
+        primary key (node, position))""",
+    """create table if not exists evstore_current (
+        node text not null,
+        entity text not null,
+        id text not null,
+        state text not null,
+        status jsonb not null,
+        position bigint not null,
+        primary key (node, entity, id))""",
+    # one entry's history, and fleet-wide questions over a time window
+    "create index if not exists evstore_events_node_id on evstore_events (node, id, position)",
+    "create index if not exists evstore_events_time on evstore_events (time)",
+)
+# concurrent "create table if not exists" can still collide in the catalog: serialize them
+_SCHEMA_LOCK = "select pg_advisory_xact_lock(hashtext('evstore_schema'))"
+
+
+CONNECT_TIMEOUT = 10  # seconds, unless the DSN says otherwise
+
+
+def check_dsn(dsn: str) -> dict[str, Any]:
+    """The connection string's parameters; a malformed one is refused at once, before any
+    retrying."""
+    try:
+        return conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as exc:
+        raise FleetError(f"invalid PostgreSQL DSN: {one_line(exc)}") from None
+
+
+def connect(dsn: str) -> Connection:
+    """An autocommit connection (each batch opens its own transaction) that decodes jsonb
+    with msgspec. Raises psycopg's ``OperationalError`` when the server cannot be reached,
+    so that a follower can retry; see ``reach`` for a one-shot caller."""
+    params = check_dsn(dsn)
+    params.setdefault("connect_timeout", CONNECT_TIMEOUT)  # a silent host must not hang us
+    conn = psycopg.connect(autocommit=True, **params)
+    set_json_loads(msgspec.json.decode, conn)
+    return conn
+
+
+@contextmanager
+def reading(dsn: str) -> Iterator[Connection]:
+    """A connection for one-shot queries (``evstore fleet``), closed afterwards; every
+    failure is a ``FleetError`` with psycopg's first line."""
+    try:
+        conn = connect(dsn)
+    except psycopg.Error as exc:
+        raise FleetError(f"cannot connect to PostgreSQL: {one_line(exc)}") from None
+    try:
+        with conn:
+            yield conn
+    except psycopg.errors.UndefinedTable:
+        raise FleetError("no evstore tables in that database: nothing was shipped there") from None
+    except psycopg.Error as exc:
+        raise FleetError(f"PostgreSQL: {one_line(exc)}") from None
+
+
+def one_line(exc: BaseException) -> str:
+    """psycopg's messages run over several lines (DETAIL, HINT): the first is the point."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def ensure_schema(conn: Connection) -> None:
+    """Create the tables and indexes if missing (no-op when they exist, e.g. distributed)."""
+    with conn.transaction():
+        conn.execute(_SCHEMA_LOCK)
+        for statement in SCHEMA:
+            conn.execute(statement.encode())
+
+
+def shipped_position(conn: Connection, node: str) -> int:
+    """Where ``node``'s shipping resumes: the last position the database holds (0 if none)."""
+    row = conn.execute(
+        "select max(position) from evstore_events where node = %s", (node,)
+    ).fetchone()
+    return int(row[0]) if row is not None and row[0] is not None else 0
+
+
+def current_rows(conn: Connection, node: str) -> list[tuple[str, str, Status, int]]:
+    """(entity, id, status, seq of its last shipped event) of every live entry of ``node``."""
+    rows = conn.execute(
+        """select c.entity, c.id, c.status, e.seq from evstore_current c
+           join evstore_events e on e.node = c.node and e.position = c.position
+           where c.node = %s""",
+        (node,),
+    ).fetchall()
+    return [(entity, ident, to_status(entity, status), seq) for entity, ident, status, seq in rows]
+
+
+def to_status(entity: str, data: Any) -> Status:
+    """A status column's JSON as the typed status of its entity."""
+    status: Status = msgspec.convert(data, STATUS_TYPES[ENTITIES[entity]])
+    return status
+
+
+# --- what ``evstore fleet`` shows ----------------------------------------------------------------
+
+# what the ``state`` column may hold
+STATE_NAMES = tuple(dict.fromkeys(state.name.lower() for state in (*ContainerState, *SandboxState)))
+
+
+class FleetEntry(NamedTuple):
+    """One row of ``evstore_current``."""
+
+    node: str
+    state: EntryState
+    position: int
+
+
+def list_current(conn: Connection, node: str | None, state: str | None) -> list[FleetEntry]:
+    """The live entries of every node (or one), optionally in one state, by node, entity, id."""
+    rows = conn.execute(
+        """select node, entity, id, status, position from evstore_current
+           where (%(node)s::text is null or node = %(node)s)
+             and (%(state)s::text is null or state = %(state)s)
+           order by node, entity, id""",
+        {"node": node, "state": state},
+    ).fetchall()
+    return [
+        FleetEntry(row_node, EntryState(entity, ident, to_status(entity, status)), position)
+        for row_node, entity, ident, status, position in rows
+    ]
+
+
+def node_history(conn: Connection, node: str, ident: str) -> list[Event]:
+    """Every shipped event of ``ident`` on ``node`` (containers and sandboxes), oldest first."""
+    rows = conn.execute(
+        """select position, entity, id, seq, time, type, changes from evstore_events
+           where node = %s and id = %s order by position""",
+        (node, ident),
+    ).fetchall()
+    return [Event(*row) for row in rows]
