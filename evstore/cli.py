@@ -38,6 +38,7 @@ from rich.text import Text
 import evstore
 from evstore import render
 from evstore.bench import BenchConfig, BenchResult, Measure, count_steps, run
+from evstore.bench import plot as bench_plot
 from evstore.compact import compact as compact_store
 from evstore.errors import EvstoreError, NotFoundError
 from evstore.events import Event
@@ -118,7 +119,7 @@ def main() -> None:
 def _check_json_target(
     ctx: click.Context, param: click.Parameter, value: Path | None
 ) -> Path | None:
-    """Refuse an unwritable ``--json`` file before the run, not after it."""
+    """Refuse an unwritable ``--json`` or ``--plot`` file before the run, not after it."""
     if value is None:
         return None
     parent = value.parent if str(value.parent) else Path(".")
@@ -145,16 +146,54 @@ def _check_json_target(
     "--repeats", type=click.IntRange(min=1), default=None,
     help="Runs of each measure; the median is reported (default 3 quick, 5 full).",
 )
-def bench(quick: bool, json_file: Path | None, directory: Path | None, repeats: int | None) -> None:
+@click.option(
+    "--plot", "plot_file", type=click.Path(dir_okay=False, path_type=Path),
+    callback=_check_json_target,
+    help="Also draw throughput against concurrency and reopen time against containers"
+    " into this PNG (needs the plot extra).",
+)
+@click.option(
+    "--from-json", "from_json", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Show (and --plot) a result saved with --json instead of running; --quick, --dir"
+    " and --repeats are then ignored.",
+)
+def bench(
+    quick: bool, json_file: Path | None, directory: Path | None, repeats: int | None,
+    plot_file: Path | None, from_json: Path | None,
+) -> None:
     """Measure evstore against containerd's fsync'd JSON file checkpoint, on the same disk."""
-    cfg = _bench_config(quick, directory, repeats)
+    if plot_file is not None and (why := bench_plot.missing()) is not None:
+        raise UserError(why)  # before a run of minutes, not after it
     console = Console()
-    result = _run_with_progress(cfg, console)
-    console.print(results_table(result))
-    console.print(_footer(result))
+    if from_json is not None:
+        result = load_result(from_json)
+    else:
+        result = _run_with_progress(_bench_config(quick, directory, repeats), console)
+    show_result(console, result)
     if json_file is not None:
         json_file.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
         console.print(f"results written to {json_file}")
+    if plot_file is not None:
+        bench_plot.write_plot(result.to_dict(), plot_file)
+        console.print(f"plot written to {plot_file}")
+
+
+def load_result(path: Path) -> BenchResult:
+    """A result saved by ``--json``; a file that is not one is a user error."""
+    try:
+        return BenchResult.from_dict(json.loads(path.read_text()))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{path}: not a result of evstore bench --json ({exc!r})") from None
+
+
+def show_result(console: Console, result: BenchResult) -> None:
+    console.print(results_table(result))
+    growth = growth_table(result)
+    if growth is not None:
+        console.print(growth)
+    console.print(_footer(result))
+    for note in result.notes:
+        console.print(note, markup=False, highlight=False)
 
 
 def _bench_config(quick: bool, directory: Path | None, repeats: int | None) -> BenchConfig:
@@ -610,21 +649,46 @@ def results_table(result: BenchResult) -> Table:
     table.add_column("baseline", justify="right")
     table.add_column("ratio", justify="right")
     table.add_column("better", justify="center")
-    for m in result.measures:
+    measures = result.measures
+    for m, after in zip(measures, [*measures[1:], None], strict=True):
         table.add_row(
             m.description, format_value(m.evstore, m.unit), format_value(m.baseline, m.unit),
             format_ratio(m), m.better,
+            end_section=after is not None and after.subject != m.subject,  # the peer apart
         )
+    return table
+
+
+def growth_table(result: BenchResult) -> Table | None:
+    """Reopen time per container at each size: flat rows mean linear growth."""
+    if not result.growth:
+        return None
+    sizes = sorted({n for curve in result.growth for n in curve["sizes"]})
+    table = Table(title="reopen time per container (µs; a flat row grows linearly)")
+    table.add_column("reopen")
+    for n in sizes:
+        table.add_column(f"{n:,} containers", justify="right")
+    table.add_column("largest / smallest", justify="right")
+    for curve in result.growth:
+        per = dict(zip(curve["sizes"], curve["us_per_container"], strict=True))
+        cells = [f"{per[n]:,.1f} µs" if n in per else "" for n in sizes]
+        growth = curve["growth"]
+        table.add_row(curve["label"], *cells, "" if growth is None else f"{growth:.2f}x")
     return table
 
 
 def _footer(result: BenchResult) -> str:
     env = result.environment
     cfg = result.config
+    peer = sorted({m.subject for m in result.measures} - {"evstore"})
+    peers = (
+        f" {', '.join(peer)} rows: that library's figure in the evstore column, ratio ="
+        " it / baseline." if peer else ""
+    )
     return (
-        f"ratio = evstore / baseline. {cfg['repeats']} runs of {cfg['seconds']:g} s per measure; "
-        f"{env['filesystem']} at {Path(env['directory']).parent}, {env['cpus']} CPUs, "
-        f"Python {env['python']}; took {result.seconds:.0f} s."
+        f"ratio = evstore / baseline.{peers} {cfg['repeats']} runs of {cfg['seconds']:g} s per"
+        f" measure; {env['filesystem']} at {Path(env['directory']).parent}, {env['cpus']} CPUs,"
+        f" Python {env['python']}; took {result.seconds:.0f} s."
     )
 
 

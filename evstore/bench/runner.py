@@ -60,9 +60,11 @@ class BenchConfig:
     threads: tuple[int, ...] = (8, 64)
     tasks: tuple[int, ...] = (1, 100, 1_000)  # concurrent async tasks doing update_sync
     get_writers: int = 8  # update_sync threads running while status.get is timed
-    reopen_sizes: tuple[int, ...] = (5_000, 10_000)
+    reopen_sizes: tuple[int, ...] = (1_000, 10_000, 100_000)
     events: int = 50  # events per container in the reopen store (the first is the add)
     directory: Path | None = None  # where the work directory is made
+    peer: bool = True  # measure the eventsourcing library too, when it is installed
+    peer_reopen_sizes: tuple[int, ...] = (1_000,)  # peer reopen, at sizes also in reopen_sizes
 
     @classmethod
     def quick(cls, **overrides: Any) -> BenchConfig:
@@ -77,7 +79,10 @@ class BenchConfig:
     def check(self) -> None:
         if self.seconds <= 0 or self.repeats < 1 or self.pool < 1 or self.events < 2:
             raise ValueError("seconds, repeats, pool must be positive and events at least 2")
-        counts = (*self.threads, *self.tasks, self.get_writers, *self.reopen_sizes)
+        counts = (
+            *self.threads, *self.tasks, self.get_writers, *self.reopen_sizes,
+            *self.peer_reopen_sizes,
+        )
         if any(n < 1 for n in counts):
             raise ValueError("thread, task and writer counts and reopen sizes must be positive")
 
@@ -96,6 +101,7 @@ class Measure:
     evstore_samples: list[float]
     baseline_samples: list[float]
     detail: dict[str, Any] = field(default_factory=dict)
+    subject: str = "evstore"  # what the "evstore" figures measured (the peer's rows say so)
 
 
 @dataclass
@@ -104,16 +110,29 @@ class BenchResult:
     environment: dict[str, Any]
     measures: list[Measure]
     seconds: float
+    notes: list[str] = field(default_factory=list)  # e.g. a measure skipped, and why
+    growth: list[dict[str, Any]] = field(default_factory=list)  # see ``reopen_growth``
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable data."""
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BenchResult:
+        """The result ``to_dict`` gave (read back from ``--json``); older files without
+        ``notes`` or ``growth`` get them filled in."""
+        measures = [Measure(**m) for m in data["measures"]]
+        growth = data.get("growth") or reopen_growth(measures)
+        return cls(
+            data["config"], data["environment"], measures, data["seconds"],
+            list(data.get("notes", [])), growth,
+        )
+
 
 def make_measure(
     name: str, description: str, unit: str,
     evstore_samples: Sequence[float], baseline_samples: Sequence[float],
-    detail: dict[str, Any] | None = None,
+    detail: dict[str, Any] | None = None, subject: str = "evstore",
 ) -> Measure:
     ev = statistics.median(evstore_samples)
     base = statistics.median(baseline_samples)
@@ -122,7 +141,7 @@ def make_measure(
         better="higher" if unit == "ops/s" else "lower",
         evstore=ev, baseline=base, ratio=ev / base if base else float("nan"),
         evstore_samples=list(evstore_samples), baseline_samples=list(baseline_samples),
-        detail=detail or {},
+        detail=detail or {}, subject=subject,
     )
 
 
@@ -174,9 +193,12 @@ def count_steps(cfg: BenchConfig) -> int:
     """How many times ``run`` will call its progress callback."""
     pairs = (1 + len(cfg.threads)) * cfg.repeats * 2
     evstore_only = (1 + len(cfg.tasks) + 1) * cfg.repeats  # update, async tasks, status.get
-    reopen = cfg.events + cfg.repeats * 2  # building a store (adds, then events - 1 rounds)
-    per_size = (reopen + 1) + reopen  # a clean one plus its baseline files, a killed one
-    return pairs + evstore_only + per_size * len(cfg.reopen_sizes)
+    # per size: the killed store built (adds, then events - 1 rounds), its clean copy, the
+    # baseline files, then both reopens alternating with the baseline load
+    per_size = cfg.events + 2 + cfg.repeats * 4
+    from .peer import count_peer_steps  # the peer module imports this one
+
+    return pairs + evstore_only + per_size * len(cfg.reopen_sizes) + count_peer_steps(cfg)
 
 
 def default_parent() -> Path:
@@ -278,7 +300,7 @@ def _run_threads(ops: Sequence[Op], seconds: float, counts: list[int]) -> float:
     return t0
 
 
-def _partition(items: Sequence[Any], parts: int) -> list[list[Any]]:
+def partition(items: Sequence[Any], parts: int) -> list[list[Any]]:
     return [list(items[i::parts]) for i in range(parts)]
 
 
@@ -289,7 +311,7 @@ def _evstore_ops(entries: Sequence[CEntry], writers: int, sync: bool) -> list[Op
             return lambda n: mine[n % k].status.update_sync(bump_pid)
         return lambda n: mine[n % k].status.update(bump_pid)
 
-    return [op_for(mine) for mine in _partition(entries, writers)]
+    return [op_for(mine) for mine in partition(entries, writers)]
 
 
 def _baseline_ops(cp: FileCheckpoint, ids: Sequence[str], writers: int) -> list[Op]:
@@ -297,7 +319,7 @@ def _baseline_ops(cp: FileCheckpoint, ids: Sequence[str], writers: int) -> list[
         k = len(mine)
         return lambda n: cp.update_sync(mine[n % k], bump_pid)
 
-    return [op_for(mine) for mine in _partition(ids, writers)]
+    return [op_for(mine) for mine in partition(ids, writers)]
 
 
 def _add_running(store: evstore.Store, count: int) -> list[CEntry]:
@@ -353,7 +375,7 @@ async def _async_rate(path: Path, containers: int, tasks: int, seconds: float) -
         counts = [0] * tasks
         t0 = time.perf_counter()
         async with anyio.create_task_group() as group:
-            for i, mine in enumerate(_partition(entries, tasks)):
+            for i, mine in enumerate(partition(entries, tasks)):
                 group.start_soon(_async_loop, mine, t0 + seconds, counts, i)
         return sum(counts) / (time.perf_counter() - t0)
 
@@ -477,23 +499,42 @@ class ReopenFixture:
     baseline_root: Path
     expected: dict[str, ContainerStatus]
     build_seconds: float
+    killed_path: Path | None = None  # the store as the SIGKILLed builder left it
+    close_seconds: float = 0.0  # opening and closing the clean copy
 
 
 def build_reopen(cfg: BenchConfig, work: Path, size: int, step: Steps) -> ReopenFixture:
-    """A store of ``size`` containers with ``cfg.events`` events each, and the same statuses
-    as baseline files (written directly, without fsync)."""
+    """A store of ``size`` containers with ``cfg.events`` events each, built once, by a
+    child SIGKILLed once it is ready (the kill -9 store); a copy of it opened and closed
+    (the clean store: a clean close snapshots every entry); and the statuses the updates
+    should have left, as baseline files (written directly, without fsync).
+
+    One build serves both reopens: at 100,000 containers building is most of the run.
+    """
     directory = work / f"reopen-{size}"
+    killed, build_seconds = build_killed(cfg, directory / "killed", size, step)
     t0 = time.perf_counter()
-    with evstore.open(directory / "store") as store:
-        entries = _build_history(store, size, cfg.events, step)
-        expected = {e.id: e.status.get() for e in entries}
-    build_seconds = time.perf_counter() - t0
+    shutil.copytree(killed, directory / "store")
+    evstore.open(directory / "store").close()
+    close_seconds = time.perf_counter() - t0
+    step(f"clean copy of {size:,} containers")
+    expected = {container_id(i): final_status(i, cfg.events) for i in range(size)}
     root = directory / "baseline"
     root.mkdir()
     for cid, status in expected.items():
         write_status_file(root, cid, status)
     step(f"baseline files for {size:,} containers")
-    return ReopenFixture(size, directory / "store", root, expected, build_seconds)
+    return ReopenFixture(
+        size, directory / "store", root, expected, build_seconds, killed, close_seconds
+    )
+
+
+def final_status(i: int, events: int) -> ContainerStatus:
+    """Container ``i``'s status after ``events`` events: created, started, pid bumps."""
+    status = start(created_status(i))
+    for _ in range(events - 2):
+        status = bump_pid(status)
+    return status
 
 
 def _build_history(store: evstore.Store, size: int, events: int, step: Steps) -> list[CEntry]:
@@ -556,13 +597,14 @@ def killed_child(path: str, size: str, events: str) -> None:
     os._exit(1)  # never close
 
 
-def build_killed(cfg: BenchConfig, fixture: ReopenFixture, step: Steps) -> tuple[Path, float]:
-    """The store of ``fixture`` built again in a child that is SIGKILLed once it is ready;
-    its path and the seconds the build took."""
-    path = fixture.store_path.with_name("killed")
+def build_killed(
+    cfg: BenchConfig, path: Path, size: int, step: Steps
+) -> tuple[Path, float]:
+    """The reopen store of ``size`` containers built at ``path`` by a child that is
+    SIGKILLed once it is ready; its path and the seconds the build took."""
     package_parent = str(Path(evstore.__file__).resolve().parent.parent)
     pythonpath = os.pathsep.join(p for p in (package_parent, os.environ.get("PYTHONPATH")) if p)
-    argv = [sys.executable, "-c", _KILLED_CHILD, str(path), str(fixture.size), str(cfg.events)]
+    argv = [sys.executable, "-c", _KILLED_CHILD, str(path), str(size), str(cfg.events)]
     t0 = time.perf_counter()
     with subprocess.Popen(
         argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -600,21 +642,20 @@ def measure_reopen(cfg: BenchConfig, fixture: ReopenFixture, step: Steps) -> Mea
     """Reopen after a clean close, against the baseline's load."""
     return reopen_measure(
         cfg, fixture, "reopen", "reopen", lambda: time_reopen(fixture.store_path, fixture.expected),
-        step, {"build_seconds": fixture.build_seconds},
+        step, {"build_seconds": fixture.build_seconds, "close_seconds": fixture.close_seconds,
+               "built": "the kill -9 store, copied, opened and closed cleanly"},
     )
 
 
 def measure_killed_reopen(cfg: BenchConfig, fixture: ReopenFixture, step: Steps) -> Measure:
     """Reopen after ``kill -9`` of the process that built the store, against the same load."""
-    killed, build_seconds = build_killed(cfg, fixture, step)
-    try:
-        return reopen_measure(
-            cfg, fixture, "reopen_kill9", "reopen after kill -9",
-            lambda: time_killed_reopen(killed, fixture.expected), step,
-            {"build_seconds": build_seconds},
-        )
-    finally:
-        shutil.rmtree(killed, ignore_errors=True)
+    killed = fixture.killed_path
+    assert killed is not None, "build_reopen builds the killed store"
+    return reopen_measure(
+        cfg, fixture, "reopen_kill9", "reopen after kill -9",
+        lambda: time_killed_reopen(killed, fixture.expected), step,
+        {"build_seconds": fixture.build_seconds},
+    )
 
 
 def reopen_measure(
@@ -661,12 +702,52 @@ def run(cfg: BenchConfig, progress: Progress | None = None) -> BenchResult:
     cfg.check()
     step = Steps(count_steps(cfg), progress)
     t0 = time.perf_counter()
+    notes: list[str] = []
     with work_directory(cfg.directory) as work:
         env = environment(work)
         measures = _throughput_measures(cfg, work, step)
         for size in cfg.reopen_sizes:
             measures.extend(_size_measures(cfg, work, size, step))
-    return BenchResult(_config_dict(cfg), env, measures, time.perf_counter() - t0)
+        from .peer import peer_measures  # the peer module imports this one
+
+        measures.extend(peer_measures(cfg, work, measures, step, notes.append))
+    return BenchResult(
+        _config_dict(cfg), env, measures, time.perf_counter() - t0, notes,
+        reopen_growth(measures),
+    )
+
+
+_GROWTH_KINDS = (  # (measure name prefix, side, label) of each reopen curve
+    ("reopen", "evstore", "evstore, clean close"),
+    ("reopen_kill9", "evstore", "evstore, after kill -9"),
+    ("reopen", "baseline", "baseline load (file checkpoint)"),
+    ("peer_reopen", "evstore", "eventsourcing (SQLite)"),
+)
+
+
+def reopen_growth(measures: Sequence[Measure]) -> list[dict[str, Any]]:
+    """For each reopen curve, the median time per container at each size measured.
+
+    Flat figures mean reopen grows linearly in containers; ``growth`` is the figure at the
+    largest size over the one at the smallest (above 1: faster than linear; None with one
+    size).
+    """
+    curves: list[dict[str, Any]] = []
+    for prefix, side, label in _GROWTH_KINDS:
+        points = sorted(
+            (int(m.name.removeprefix(prefix + "_")), getattr(m, side))
+            for m in measures
+            if m.name.startswith(prefix + "_") and m.name.removeprefix(prefix + "_").isdigit()
+        )
+        if not points:
+            continue
+        per = [seconds / size * 1e6 for size, seconds in points]
+        curves.append({
+            "kind": prefix, "side": side, "label": label, "sizes": [n for n, _ in points],
+            "seconds": [s for _, s in points], "us_per_container": per,
+            "growth": per[-1] / per[0] if len(per) > 1 and per[0] else None,
+        })
+    return curves
 
 
 def _throughput_measures(cfg: BenchConfig, work: Path, step: Steps) -> list[Measure]:
@@ -691,6 +772,7 @@ def _config_dict(cfg: BenchConfig) -> dict[str, Any]:
     d["directory"] = str(cfg.directory) if cfg.directory is not None else None
     d["threads"] = list(cfg.threads)
     d["reopen_sizes"] = list(cfg.reopen_sizes)
+    d["peer_reopen_sizes"] = list(cfg.peer_reopen_sizes)
     return d
 
 
