@@ -104,11 +104,11 @@ def _position_of(key: bytes) -> int:
 
 def history(log: Log, names: Names, ident: str) -> list[Event]:
     """Every event of ``ident`` (containers and sandboxes alike), oldest first."""
-    enos = _enos_of(names, ident)
+    enos = enos_of(names, ident)
     if not enos:  # perhaps added after this (read-only) store was opened: learn its number
         for _event in events(log, names):
             pass
-        enos = _enos_of(names, ident)
+        enos = enos_of(names, ident)
     found: list[Event] = []
     with log.reading() as txn:
         for eno in enos:
@@ -133,5 +133,5 @@ def _entry_events(txn: Any, log: Log, names: Names, eno: int) -> Iterator[Event]
             yield event
 
 
-def _enos_of(names: Names, ident: str) -> list[int]:
+def enos_of(names: Names, ident: str) -> list[int]:
     return [eno for eno, (_entity, name) in list(names.items()) if name == ident]

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -39,6 +40,7 @@ import evstore
 from evstore import render
 from evstore.bench import BenchConfig, BenchResult, Measure, count_steps, run
 from evstore.bench import plot as bench_plot
+from evstore.compact import DropReport
 from evstore.compact import compact as compact_store
 from evstore.errors import EvstoreError, NotFoundError
 from evstore.events import Event
@@ -51,8 +53,15 @@ from evstore.fleet import (
 )
 from evstore.importer import container_dirs, import_containerd
 from evstore.pods import Pods
-from evstore.render import entries_table, entry_object, events_table, format_time, parse_time
-from evstore.replay import EntryState, replay_feed
+from evstore.render import (
+    entries_table,
+    entry_object,
+    events_table,
+    format_time,
+    parse_age,
+    parse_time,
+)
+from evstore.replay import EntryState, dropped_events, feed_start, replay_feed
 from evstore.shipping import BATCH, BatchReport, Hooks, ShipOptions, ship_store
 from evstore.verify import count_events
 from evstore.verify import verify as verify_store
@@ -326,21 +335,30 @@ def history(path: Path, ident: str, as_json: bool) -> None:
     included; --json prints an array of event objects."""
     with evstore.open(path, readonly=True) as store:
         events = store.history(ident)
-    if not events:
+        dropped = dropped_events(store, ident)
+    if not events and not dropped:
         raise NotFoundError(f"{ident!r}: no such container or sandbox in {path}")
     if as_json:
         echo_json(events)
-    else:
-        click.echo(f"{events[0].entity} {ident}: {len(events):,} event(s)")
+        return
+    entity = f"{events[0].entity} " if events else ""
+    click.echo(f"{entity}{ident}: {len(events):,} event(s)")
+    if dropped:
+        click.echo(f"(events 1..{dropped} dropped by compaction)")
+    if events:
         click.echo(events_table(events))
 
 
-class TimeType(click.ParamType[int, Any]):
-    name = "TIME"
+class Parsed(click.ParamType[int, Any]):
+    """An option value read by one of the ``render`` parsers; its ``ValueError`` is a usage
+    error."""
+
+    def __init__(self, name: str, parse: Callable[[str], int]) -> None:
+        self.name, self.parse = name, parse
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
         try:
-            return value if isinstance(value, int) else parse_time(str(value))
+            return value if isinstance(value, int) else self.parse(str(value))
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
 
@@ -348,7 +366,7 @@ class TimeType(click.ParamType[int, Any]):
 @main.command()
 @STORE_PATH
 @click.option(
-    "--time", "at_time", type=TimeType(),
+    "--time", "at_time", type=Parsed("TIME", parse_time),
     help="Wall-clock time: Unix nanoseconds, or ISO 8601 (UTC unless it has an offset).",
 )
 @click.option("--position", type=click.IntRange(min=0), help="Global log position.")
@@ -364,7 +382,7 @@ def replay(path: Path, at_time: int | None, position: int | None, as_json: bool)
         last = store.last_position
         total = min(last, position) if position is not None else last
         with closing(tracked(store.events(), "replaying", total)) as feed:  # ends the bar
-            states, point = replay_feed(feed, position=position, time=at_time)
+            states, point = replay_feed(feed, position, at_time, feed_start(store))
     when = at_time if at_time is not None else point.time
     header = f"at position {point.position}, {format_time(when)}: {len(states):,} entries"
     show_entries(states, as_json, when, header)
@@ -398,17 +416,56 @@ def export(path: Path, since: int) -> None:
 
 @main.command()
 @STORE_PATH
-def compact(path: Path) -> None:
-    """Reclaim the free space in the store file at PATH (keeps every event).
+@click.option(
+    "--drop-before", type=Parsed("TIME", parse_time),
+    help="Drop the events older than TIME that a snapshot covers (ns or ISO 8601).",
+)
+@click.option(
+    "--keep", type=Parsed("AGE", parse_age), help="Drop the history older than AGE (30d, 12h)."
+)
+def compact(path: Path, drop_before: int | None, keep: int | None) -> None:
+    """Reclaim the free space in the store file at PATH.
 
-    Needs the store to itself: it fails while a writer or any other process has it open.
+    Keeps every event unless a retention option (--drop-before or --keep) says otherwise:
+    then the history before that time goes, as far as snapshots cover it, and the entries
+    deleted by then go entirely. Needs the store to itself: it fails while a writer or any
+    other process has it open.
     """
+    if drop_before is not None and keep is not None:
+        raise click.UsageError("give at most one of --drop-before and --keep")
+    if keep is not None:
+        drop_before = time.time_ns() - keep
     with progress_bar("compacting", None):
-        report = compact_store(path)
+        report = compact_store(path, drop_before)
+    if report.dropped is not None:
+        click.echo(describe_drop(report.dropped))
     click.echo(
         f"{path}: {report.before:,} -> {report.after:,} bytes"
         f" ({report.reclaimed:,} bytes reclaimed)"
     )
+
+
+def describe_drop(dropped: DropReport) -> str:
+    """What retention did, in a few lines for the operator."""
+    if not dropped.events:
+        where = f"position {dropped.floor:,}" if dropped.floor else "the start of the log"
+        return f"nothing to drop: the history already starts after {where}"
+    lines = [
+        f"dropped {dropped.events:,} events up to position {dropped.floor:,}"
+        f" ({format_time(dropped.floor_time)}) from {dropped.entries:,} entries",
+    ]
+    if dropped.removed:
+        lines.append(f"removed {len(dropped.removed):,} deleted entries: "
+                     + _some(dropped.removed))
+    if dropped.kept:
+        lines.append(f"kept the whole history of {len(dropped.kept):,} damaged entries: "
+                     + _some(dropped.kept))
+    return "\n".join(lines)
+
+
+def _some(ids: list[str], shown: int = 10) -> str:
+    more = f" and {len(ids) - shown:,} more" if len(ids) > shown else ""
+    return ", ".join(ids[:shown]) + more
 
 
 @main.command(name="import-containerd")
@@ -627,6 +684,8 @@ def fleet_history(dsn: str, node: str, ident: str, as_json: bool) -> None:
 
 
 def format_value(value: float, unit: str) -> str:
+    if math.isnan(value):
+        return "—"  # no baseline for this figure
     if unit == "ops/s":
         return f"{value:,.0f}/s"
     if unit == "s":
@@ -637,6 +696,8 @@ def format_value(value: float, unit: str) -> str:
 
 
 def format_ratio(m: Measure) -> str:
+    if math.isnan(m.ratio):
+        return "—"
     wins = m.ratio > 1 if m.better == "higher" else m.ratio < 1
     colour = "green" if wins else "red"
     return f"[{colour}]{m.ratio:.2f}x[/{colour}]"

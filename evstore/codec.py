@@ -64,6 +64,24 @@ class SandboxSnapshotV1(msgspec.Struct, array_like=True, tag=4):
     status: SandboxStatus
 
 
+class RestartSeedV1(msgspec.Struct, array_like=True):
+    """The kubelet restart counting (``pods``) as it stood at the floor."""
+
+    live: list[tuple[int, int, str]] = []  # entry number, entity, id of live incarnations
+    sandbox_uids: dict[str, str] = {}  # live sandbox id -> pod uid
+    created: list[tuple[str, str, int]] = []  # pod uid, config name, containers created
+    counts: dict[str, int] = {}  # live container id -> containers created before it
+
+
+class FloorV1(msgspec.Struct, array_like=True, tag=5):
+    """Where retention stopped: every event at or before ``position`` was dropped, and
+    ``time`` is the latest time among them."""
+
+    position: int = 0
+    time: int = 0
+    restarts: RestartSeedV1 = msgspec.field(default_factory=RestartSeedV1)
+
+
 EventRecord = ContainerEventV1 | SandboxEventV1
 SnapshotRecord = ContainerSnapshotV1 | SandboxSnapshotV1
 
@@ -79,6 +97,7 @@ SNAPSHOT_TYPES: dict[Entity, type[ContainerSnapshotV1] | type[SandboxSnapshotV1]
 _encoder = msgspec.msgpack.Encoder()
 _event_decoder = msgspec.msgpack.Decoder(EventRecord)
 _snapshot_decoder = msgspec.msgpack.Decoder(SnapshotRecord)
+_floor_decoder = msgspec.msgpack.Decoder(FloorV1)
 
 
 def event_key(position: int, eno: int, seq: int) -> bytes:
@@ -124,7 +143,7 @@ def parse_snapshot_key(key: bytes) -> int:
     return eno
 
 
-def encode_payload(record: EventRecord | SnapshotRecord) -> bytes:
+def encode_payload(record: EventRecord | SnapshotRecord | FloorV1) -> bytes:
     return _encoder.encode(record)
 
 
@@ -153,6 +172,11 @@ def decode_event(key: bytes, value: bytes) -> EventRecord:
 def decode_snapshot(key: bytes, value: bytes) -> SnapshotRecord:
     snapshot: SnapshotRecord = _decode(_snapshot_decoder, key, value, "snapshot")
     return snapshot
+
+
+def decode_floor(key: bytes, value: bytes) -> FloorV1:
+    floor: FloorV1 = _decode(_floor_decoder, key, value, "floor")
+    return floor
 
 
 def _decode(decoder: msgspec.msgpack.Decoder[Any], key: bytes, value: bytes, what: str) -> Any:

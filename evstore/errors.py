@@ -18,6 +18,10 @@ class NotFoundError(EvstoreError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class HistoryDroppedError(NotFoundError):
+    """The point asked for lies before what retention (``compact --drop-before``) kept."""
+
+
 class AmbiguousIDError(EvstoreError, KeyError):
     """A prefix matches more than one live entry."""
 

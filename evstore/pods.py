@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import msgspec
 
 from . import audit
+from .codec import FloorV1, RestartSeedV1
 from .errors import NotFoundError, StoreClosedError
 from .events import Entity, Kind
 from .log import Log
@@ -35,6 +36,7 @@ from .model import (
     SandboxMetadata,
     SandboxStatus,
 )
+from .retention import NO_FLOOR, retained
 from .states import ContainerState, SandboxState
 
 if TYPE_CHECKING:
@@ -326,18 +328,35 @@ def _container_key(container: LiveContainer, sandboxes: dict[str, LiveSandbox]) 
 
 
 class _Restarts:
-    """Restart counts of live containers, brought up to date from the log on each use."""
+    """Restart counts of live containers, brought up to date from the log on each use.
 
-    def __init__(self) -> None:
+    Counting starts from the seed that retention kept at its floor (``retention``), so
+    containers whose ``created`` records were dropped still count.
+    """
+
+    def __init__(self, floor: FloorV1 = NO_FLOOR) -> None:
+        seed = floor.restarts
         self.lock = threading.Lock()
-        self.position = 0  # the last record read
-        self.live: dict[int, tuple[Entity, str]] = {}  # entry number -> live incarnation
-        self.sandbox_uids: dict[str, str] = {}  # live sandbox id (with a config) -> pod uid
-        self.created: dict[tuple[str, str], int] = {}  # (pod uid, name) -> containers created
-        self.counts: dict[str, int] = {}  # live container id -> containers before it
+        self.position = floor.position  # the last record read
+        # entry number -> live incarnation
+        self.live = {eno: (Entity(entity), ident) for eno, entity, ident in seed.live}
+        self.sandbox_uids = dict(seed.sandbox_uids)  # live sandbox id (with a config) -> uid
+        # (pod uid, name) -> containers created
+        self.created = {(uid, name): n for uid, name, n in seed.created}
+        self.counts = dict(seed.counts)  # live container id -> containers before it
 
-    def catch_up(self, log: Log) -> None:
+    def seed(self) -> RestartSeedV1:
+        return RestartSeedV1(
+            live=[(eno, int(entity), ident) for eno, (entity, ident) in self.live.items()],
+            sandbox_uids=dict(self.sandbox_uids),
+            created=[(uid, name, n) for (uid, name), n in self.created.items()],
+            counts=dict(self.counts),
+        )
+
+    def catch_up(self, log: Log, upto: int | None = None) -> None:
         for position, eno, record in audit.records(log, self.position):
+            if upto is not None and position > upto:
+                return
             self.position = position
             if record.kind == Kind.CREATED and record.metadata is not None:
                 self._created(eno, record.metadata)
@@ -374,6 +393,13 @@ class _Restarts:
         return found if found is not None else self.created.get(key, 0)
 
 
+def restart_seed(log: Log, floor: FloorV1, upto: int) -> RestartSeedV1:
+    """The restart counting at position ``upto``, for a new retention floor there."""
+    restarts = _Restarts(floor)
+    restarts.catch_up(log, upto)
+    return restarts.seed()
+
+
 _RESTARTS: weakref.WeakKeyDictionary[Store, _Restarts] = weakref.WeakKeyDictionary()
 _RESTARTS_LOCK = threading.Lock()
 
@@ -386,7 +412,7 @@ def _restart_counts(store: Store, wanted: dict[str, tuple[str, str]]) -> dict[st
     with _RESTARTS_LOCK:
         restarts = _RESTARTS.get(store)
         if restarts is None:
-            restarts = _RESTARTS[store] = _Restarts()
+            restarts = _RESTARTS[store] = _Restarts(retained(store._log, []).floor)
     with restarts.lock:
         restarts.catch_up(store._log)
         return {ident: restarts.count(ident, key) for ident, key in wanted.items()}

@@ -3,7 +3,8 @@
 Damage stays local. A record that fails its checksum, has an unknown format version or
 is missing from its entry's sequence stops that entry's fold: the entry loads as UNKNOWN
 with the last good fold and a reason, and every other entry loads exactly. A damaged
-snapshot falls back to folding the entry's whole history. Nothing here writes.
+snapshot falls back to folding the entry's whole history (from its base, when retention
+dropped the start of it: see ``retention``). Nothing here writes.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from .codec import (
 from .events import STATUS_TYPES, Entity, Kind, apply, entity_of
 from .log import Log
 from .model import ContainerStatus, Metadata, SandboxStatus, Status
+from .retention import NO_FLOOR, read_base, read_floor
 from .snapshots import Dirty, Write
 from .states import SandboxState
 
@@ -88,7 +90,8 @@ def load(log: Log) -> Recovered:
         snap_seq = {eno: found.seq for eno, found in entries.items()}
         for eno, reason in bad.items():
             entries[eno] = _fold_history(txn, dbs, eno, reason)
-        last_pos = _replay(txn, dbs, entries, bad, checkpoint, report)
+        _replay(txn, dbs, entries, bad, checkpoint, report)
+        last_pos = last_position(txn, dbs, report)
     recovered = Recovered(entries, report, last_pos, checkpoint, snap_seq)
     recovered.dirty = _dirty(entries, bad, checkpoint)
     _finish_report(recovered)
@@ -103,6 +106,20 @@ def read_checkpoint(txn: Any, dbs: dict[bytes, Any]) -> int:
         return unpack_u64(raw) if raw else 0
     except RecordError:
         return 0
+
+
+def last_position(txn: Any, dbs: dict[bytes, Any], report: LoadReport | None = None) -> int:
+    """The last position ever written: the log's last key, or, when retention dropped the
+    newest events too, the checkpoint or floor, so that positions never repeat."""
+    cursor = txn.cursor(db=dbs[b"events"])
+    last = parse_event_key(cursor.key())[0] if cursor.last() else 0
+    try:
+        floor = read_floor(txn, dbs).position
+    except RecordError as exc:
+        if report is not None:
+            report.unknown["retention floor"] = str(exc)
+        floor = NO_FLOOR.position
+    return max(last, read_checkpoint(txn, dbs), floor)
 
 
 def _read_snapshots(
@@ -121,12 +138,13 @@ def _read_snapshots(
         except RecordError as exc:
             bad[eno] = f"snapshot: {exc}"
             continue
-        entries[eno] = _from_snapshot(eno, record)
+        entries[eno] = from_snapshot(eno, record)
         report.snapshots_used += 1
     return entries, bad
 
 
-def _from_snapshot(eno: int, record: SnapshotRecord) -> Found:
+def from_snapshot(eno: int, record: SnapshotRecord) -> Found:
+    """An entry as a snapshot (or a retention base) records it."""
     return Found(
         eno=eno, entity=entity_of(record.status), metadata=record.metadata,
         status=record.status, seq=record.seq, pos=record.position, time=record.time,
@@ -135,11 +153,19 @@ def _from_snapshot(eno: int, record: SnapshotRecord) -> Found:
 
 
 def _fold_history(txn: Any, dbs: dict[bytes, Any], eno: int, reason: str) -> Found:
-    """Rebuild an entry whose snapshot is damaged or gone from every event it ever had."""
-    found = Found(eno=eno)
+    """Rebuild an entry whose snapshot is damaged or gone from every event it still has,
+    starting from its base when retention dropped the start of its history."""
+    try:
+        base = read_base(txn, dbs, eno)
+    except RecordError as exc:
+        found = Found(eno=eno)
+        found.break_off(f"{reason}; base: {exc}")
+        return found
+    found = Found(eno=eno) if base is None else from_snapshot(eno, base)
     cursor = txn.cursor(db=dbs[b"index"])
-    if not cursor.set_range(index_key(eno, 0)):
-        found.break_off(f"{reason}; no history to rebuild from")
+    if not cursor.set_range(index_key(eno, found.seq + 1)):
+        if base is None:
+            found.break_off(f"{reason}; no history to rebuild from")
         return found
     for key, value in cursor:
         key_eno, seq = parse_index_key(key)
@@ -161,11 +187,10 @@ def _fold_history(txn: Any, dbs: dict[bytes, Any], eno: int, reason: str) -> Fou
 def _replay(
     txn: Any, dbs: dict[bytes, Any], entries: dict[int, Found], bad: dict[int, str],
     checkpoint: int, report: LoadReport,
-) -> int:
+) -> None:
     cursor = txn.cursor(db=dbs[b"events"])
-    last_pos = parse_event_key(cursor.key())[0] if cursor.last() else 0
     if not cursor.set_range(event_key(checkpoint + 1, 0, 0)):
-        return last_pos
+        return
     for key, value in cursor:
         try:
             pos, eno, seq = parse_event_key(key)
@@ -187,7 +212,6 @@ def _replay(
             found.first_replayed = pos
         step(found, pos, seq, key, value)
         report.events_replayed += 1
-    return last_pos
 
 
 def step(found: Found, pos: int, seq: int, key: bytes, value: bytes | None) -> None:
@@ -229,12 +253,13 @@ def _dirty(entries: dict[int, Found], bad: dict[int, str], checkpoint: int) -> d
         if found.reason is not None:  # replay must keep starting before its damage
             dirty.append((first, eno, Dirty(first, None, 0, pinned=True)))
         elif found.first_replayed is not None or eno in bad:
-            dirty.append((first, eno, Dirty(first, _as_write(found), found.pos)))
+            dirty.append((first, eno, Dirty(first, as_write(found), found.pos)))
     dirty.sort(key=lambda item: item[0])
     return {eno: entry for _first, eno, entry in dirty}
 
 
-def _as_write(found: Found) -> Write:
+def as_write(found: Found) -> Write:
+    """A snapshot-to-be of ``found`` as it stands (its ``payload`` unused)."""
     assert found.entity is not None and found.metadata is not None and found.status is not None
     return Write(
         entity=found.entity, eno=found.eno, seq=found.seq, time=found.time, payload=b"",

@@ -51,6 +51,14 @@ def parse_time(text: str) -> int:
     return (moment - _EPOCH) // timedelta(seconds=1) * NS + fraction
 
 
+def parse_age(text: str) -> int:
+    """A span like "30d", "12h", "90m" or "45s" in ns; ``ValueError`` for anything else."""
+    match = re.fullmatch(r"(\d+)([dhms])", text.strip())
+    if match is None:
+        raise ValueError(f"{text!r} is not an age such as 30d, 12h, 90m or 45s")
+    return int(match[1]) * dict(_AGE_UNITS)[match[2]] * NS
+
+
 def format_age(created_at: int, now: int) -> str:
     """How long before ``now`` an entry was created, in its largest unit ("3d", "12m")."""
     if created_at <= 0 or now < created_at:

@@ -6,6 +6,9 @@ incarnation from the status type's defaults, each later event sets the fields in
 (``verify`` names it) leaves a gap in its entry's sequence; the fold goes on past the gap
 but, as at open, shows the entry as UNKNOWN until its next ``created``.
 
+After retention dropped the start of the log (``retention``), folds start from the bases
+kept at the floor, and a point before the floor raises ``HistoryDroppedError``.
+
 Both functions read only the log, so they work on a ``readonly=True`` store beside a writer.
 """
 
@@ -17,10 +20,13 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import msgspec
 
-from .errors import AmbiguousIDError, InvalidInputError, NotFoundError
-from .events import CHANGES_TYPES, ENTITY_NAMES, STATUS_TYPES, Event, apply
+from .audit import enos_of
+from .codec import SnapshotRecord
+from .errors import AmbiguousIDError, HistoryDroppedError, InvalidInputError, NotFoundError
+from .events import CHANGES_TYPES, ENTITY_NAMES, STATUS_TYPES, Event, apply, entity_of
 from .model import Status
 from .recovery import mark_unknown
+from .retention import Retained, retained
 
 if TYPE_CHECKING:
     from .store import Store
@@ -93,8 +99,9 @@ def status_at(
     """
     name, bound = _one_bound(seq=seq, time=time)
     history = store.history(id)
-    _check_history(id, history, seq)
-    fold = Fold()
+    bases = list(retained(store._log, enos_of(store._names, id)).bases.values())
+    _check_history(id, history, bases, seq)
+    fold = _start(id, bases, name, bound)
     for event in history:
         if (event.seq if name == "seq" else event.time) <= bound:
             fold.step(event)
@@ -104,14 +111,37 @@ def status_at(
     return status
 
 
-def _check_history(id: str, history: list[Event], seq: int | None) -> None:
-    if not history:
+def dropped_events(store: Store, id: str) -> int:
+    """How many of ``id``'s first events retention dropped (0 when none)."""
+    bases = retained(store._log, enos_of(store._names, id)).bases
+    return max((base.seq for base in bases.values()), default=0)
+
+
+def _check_history(
+    id: str, history: list[Event], bases: list[SnapshotRecord], seq: int | None
+) -> None:
+    entities = {event.entity for event in history}
+    entities.update(ENTITY_NAMES[entity_of(base.status)] for base in bases)
+    if not entities:
         raise NotFoundError(f"{id!r}: no such container or sandbox in the store's history")
-    if len({event.entity for event in history}) > 1:
+    if len(entities) > 1:
         raise AmbiguousIDError(f"{id!r} names both a container and a sandbox")
-    last = history[-1].seq
+    last = history[-1].seq if history else bases[0].seq
     if seq is not None and seq > last:
         raise NotFoundError(f"{id!r}: has no event {seq} (its last is {last})")
+
+
+def _start(id: str, bases: list[SnapshotRecord], name: str, bound: int) -> Fold:
+    """Where the fold of ``id`` starts: empty, or its base when retention dropped the
+    start of its history (then a bound before the base cannot be answered)."""
+    if not bases:
+        return Fold()
+    (base,) = bases
+    if bound < (base.seq if name == "seq" else base.time):
+        raise HistoryDroppedError(
+            f"{id!r}: its events up to {base.seq} were dropped by compaction (retention)"
+        )
+    return Fold(None if base.deleted else base.status, base.seq)
 
 
 def states_at(
@@ -119,17 +149,33 @@ def states_at(
 ) -> list[EntryState]:
     """Every entry live at global ``position`` or at wall-clock ``time`` (ns), with its
     status there, sorted by entity and id. Exactly one of the two must be given."""
-    return replay_feed(store.events(), position=position, time=time)[0]
+    return replay_feed(store.events(), position, time, feed_start(store))[0]
+
+
+def feed_start(store: Store) -> Retained:
+    """What a replay of ``store``'s whole feed starts from: the floor and every base."""
+    return retained(store._log)
 
 
 def replay_feed(
-    events: Iterable[Event], position: int | None = None, time: int | None = None
+    events: Iterable[Event], position: int | None = None, time: int | None = None,
+    start: Retained | None = None,
 ) -> tuple[list[EntryState], Point]:
     """``states_at`` over any feed (the command line passes one that shows progress),
-    with the last event folded in."""
+    with the last event folded in. ``start`` is ``feed_start(store)`` for a store that
+    retention has trimmed."""
     name, bound = _one_bound(position=position, time=time)
-    folds: dict[tuple[str, str], Fold] = {}
-    point = Point()
+    start = start if start is not None else Retained()
+    floor = start.floor
+    if floor.position and bound < (floor.position if name == "position" else floor.time):
+        from .render import format_time  # render shows replays: it imports this module
+
+        raise HistoryDroppedError(
+            f"the history up to position {floor.position} ({format_time(floor.time)}) was"
+            " dropped by compaction (retention): replay a later point"
+        )
+    folds = _seeded(start.bases)
+    point = Point(floor.position, floor.time)
     for event in events:
         if name == "position" and event.position > bound:
             break  # the feed is in position order; times need not be
@@ -138,6 +184,14 @@ def replay_feed(
         folds.setdefault((event.entity, event.id), Fold()).step(event)
         point = Point(event.position, event.time)
     return _live(folds), point
+
+
+def _seeded(bases: dict[int, SnapshotRecord]) -> dict[tuple[str, str], Fold]:
+    return {
+        (ENTITY_NAMES[entity_of(base.status)], base.metadata.id):
+            Fold(None if base.deleted else base.status, base.seq)
+        for base in bases.values()
+    }
 
 
 def _live(folds: dict[tuple[str, str], Fold]) -> list[EntryState]:

@@ -11,7 +11,6 @@ from typing import Any
 
 from . import audit, replay
 from . import pods as kubelet
-from .codec import parse_event_key
 from .commit import Batch, Committer
 from .entries import Entries, Entry
 from .errors import InvalidInputError, ReadOnlyError, StoreClosedError
@@ -20,7 +19,7 @@ from .log import DEFAULT_MAP_SIZE, Log
 from .model import ContainerMetadata, ContainerStatus, SandboxMetadata, SandboxStatus, Status
 from .pods import Pods, PodStatus
 from .probe import run_probe
-from .recovery import LoadReport, Recovered, load
+from .recovery import LoadReport, Recovered, last_position, load
 from .snapshots import SnapshotPolicy, Write
 
 TUNING_DEFAULTS: dict[str, int] = {
@@ -153,8 +152,7 @@ class Store:
 
     def _log_last_position(self) -> int:
         with self._log.reading() as txn:
-            cursor = txn.cursor(db=self._log.dbs[b"events"])
-            return parse_event_key(cursor.key())[0] if cursor.last() else 0
+            return last_position(txn, self._log.dbs)
 
     def history(self, id: str) -> list[Event]:
         """Every event of ``id``, oldest first, across all its incarnations."""

@@ -3,7 +3,8 @@
 ``verify`` reads what ``open`` reads and more: checksums and format versions of all
 records, each entry's sequence without gaps, global positions in order and without
 holes, the index against the log, the checkpoint against the snapshots, and each
-snapshot against the fold of the events it covers.
+snapshot against the fold of the events it covers. After retention (``retention``) an
+entry's fold starts from its base, and positions up to the floor may be missing.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from .codec import (
 )
 from .log import Log
 from .probe import run_probe
-from .recovery import Found, read_checkpoint, step
+from .recovery import Found, from_snapshot, read_checkpoint, step
+from .retention import NO_FLOOR, read_bases, read_floor
 
 Progress = Callable[[int], None]
 MAX_PROBLEMS = 1_000
@@ -42,6 +44,7 @@ class VerifyReport:
     entries: int = 0
     snapshots: int = 0
     index_entries: int = 0
+    bases: int = 0
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -92,7 +95,9 @@ def _check(txn: Any, dbs: dict[bytes, Any], progress: Progress | None) -> Verify
     report = VerifyReport()
     checkpoint = read_checkpoint(txn, dbs)
     snapshots = _snapshots(txn, dbs[b"snapshots"], report)
-    folds, before = _events(txn, dbs, snapshots, checkpoint, report, progress)
+    floor = _floor(txn, dbs, checkpoint, report)
+    folds = _bases(txn, dbs, snapshots, report)
+    before = _events(txn, dbs, snapshots, (checkpoint, floor), folds, report, progress)
     report.entries = len(folds)
     for eno, snapshot in snapshots.items():
         found = folds.get(eno)
@@ -124,12 +129,39 @@ def _snapshots(txn: Any, db: Any, report: VerifyReport) -> dict[int, SnapshotRec
     return found
 
 
+def _floor(txn: Any, dbs: dict[bytes, Any], checkpoint: int, report: VerifyReport) -> int:
+    try:
+        floor = read_floor(txn, dbs).position
+    except RecordError as exc:
+        report.problem(f"retention floor: {exc}")
+        return NO_FLOOR.position
+    if floor > checkpoint:
+        report.problem(f"retention floor {floor} beyond checkpoint {checkpoint}")
+    return floor
+
+
+def _bases(
+    txn: Any, dbs: dict[bytes, Any], snapshots: dict[int, SnapshotRecord], report: VerifyReport
+) -> dict[int, Found]:
+    """The folds of the entries whose history starts at a base, as far as the base goes."""
+    bases, damaged = read_bases(txn, dbs)
+    report.bases = len(bases) + len(damaged)
+    for eno, reason in damaged.items():
+        report.problem(f"entry #{eno}: {reason}")
+    folds = {eno: from_snapshot(eno, base) for eno, base in bases.items()}
+    for eno, found in folds.items():
+        _compare_snapshot(found, snapshots.get(eno), report)
+    return folds
+
+
 def _events(
-    txn: Any, dbs: dict[bytes, Any], snapshots: dict[int, SnapshotRecord], checkpoint: int,
-    report: VerifyReport, progress: Progress | None,
-) -> tuple[dict[int, Found], dict[int, int]]:
-    """Fold every entry; also each entry's last position at or before the checkpoint."""
-    folds: dict[int, Found] = {}
+    txn: Any, dbs: dict[bytes, Any], snapshots: dict[int, SnapshotRecord],
+    bounds: tuple[int, int], folds: dict[int, Found], report: VerifyReport,
+    progress: Progress | None,
+) -> dict[int, int]:
+    """Fold every entry on from ``folds``; return each entry's last position at or before
+    the checkpoint. ``bounds`` is (checkpoint, retention floor)."""
+    checkpoint, floor = bounds
     before: dict[int, int] = {}
     expected = 1
     for key, value in txn.cursor(db=dbs[b"events"]):
@@ -140,8 +172,9 @@ def _events(
             report.problem(f"log key of {len(key)} bytes: {key.hex()}")
             continue
         pos, eno, seq = parse_event_key(key)
-        if pos != expected:
-            report.problem(f"positions {expected}..{pos - 1} missing")
+        first = max(expected, floor + 1) if pos > expected else expected
+        if pos != expected and first < pos:  # retention dropped those up to the floor
+            report.problem(f"positions {first}..{pos - 1} missing")
         expected = pos + 1
         if pos <= checkpoint:
             before[eno] = pos
@@ -156,7 +189,7 @@ def _events(
             _check_record(key, value, pos, seq, _name(found, snapshots.get(eno)), found, report)
     if progress is not None:
         progress(report.events % 10_000)
-    return folds, before
+    return before
 
 
 def _check_record(

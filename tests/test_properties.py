@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import msgspec
@@ -14,8 +15,10 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 import evstore
 from evstore import ContainerMetadata, ContainerStatus, SandboxMetadata, SandboxState, SandboxStatus
+from evstore.compact import compact
 from evstore.states import check_move
 from evstore.store import abandon
+from evstore.verify import check_in_process
 
 IDS = st.sampled_from(["a", "ab", "b", "c"])
 KINDS = st.sampled_from(["containers", "sandboxes"])
@@ -124,15 +127,30 @@ class StoreModel(RuleBasedStateMachine):
     @rule()
     def reopen(self) -> None:
         self.store.close()
+        self.reopen_only()
+        self.model = {key: [durable(history[-1])] for key, history in self.model.items()}
+
+    @rule(data=st.data())
+    def compact_with_retention(self, data: st.DataObject) -> None:
+        """Drop history at a random event's time (or all of it): every entry stays as it was
+        and the store stays sound."""
+        times = [event.time for event in self.store.events()]
+        self.store.close()
+        self.model = {key: [durable(history[-1])] for key, history in self.model.items()}
+        cut = data.draw(st.sampled_from([*times, time.time_ns()]), label="drop_before")
+        compact(self.dir / "s", drop_before=cut)
+        report = check_in_process(self.dir / "s")
+        assert report.ok, report.problems
+        self.reopen_only()
+
+    def reopen_only(self) -> None:
         self.store = evstore.open(self.dir / "s", snapshot_every=2, checkpoint_every=3, probe=False)
         assert self.store.load_report.unknown == {}
-        self.model = {key: [durable(history[-1])] for key, history in self.model.items()}
 
     @rule()
     def crash(self) -> None:
         abandon(self.store)
-        self.store = evstore.open(self.dir / "s", snapshot_every=2, checkpoint_every=3, probe=False)
-        assert self.store.load_report.unknown == {}
+        self.reopen_only()
         for key, history in self.model.items():
             found = self.lookup(key)
             # what survives is the last durable state or a later one, in order
