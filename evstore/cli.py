@@ -244,7 +244,9 @@ def verify(path: Path) -> None:
     verdict = "sound" if report.ok else f"{len(report.problems)} problem(s)"
     click.echo(
         f"{path}: {verdict}; {report.events:,} events, {report.entries:,} entries,"
-        f" {report.snapshots:,} snapshots, {report.index_entries:,} index entries checked"
+        f" {report.snapshots:,} snapshots, {report.index_entries:,} index entries"
+        + (f", {report.bases:,} retention bases" if report.bases else "")
+        + " checked"
     )
     if not report.ok:
         raise SystemExit(1)
