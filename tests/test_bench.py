@@ -39,7 +39,8 @@ PNG = b"\x89PNG\r\n\x1a\n"  # the signature every PNG file starts with
 def test_runner_takes_every_measure(tmp_path: Path) -> None:
     cfg = BenchConfig(
         seconds=0.2, repeats=2, pool=8, threads=(2, 8), tasks=(1, 12), get_writers=3,
-        reopen_sizes=(20, 50), peer_reopen_sizes=(20,), directory=tmp_path,
+        reopen_sizes=(20, 50), peer_threads=(2, 8), peer_reopen_sizes=(20,),
+        directory=tmp_path,
     )
     calls: list[tuple[int, int]] = []
     result = run(cfg, lambda what, done, total: calls.append((done, total)))
@@ -110,6 +111,10 @@ def test_runner_takes_every_measure(tmp_path: Path) -> None:
 def test_sizes_of_the_two_modes() -> None:
     assert BenchConfig.full().reopen_sizes == (1_000, 10_000, 100_000)
     assert BenchConfig.quick().reopen_sizes == (1_000,)
+    assert BenchConfig.full().peer_threads == (8, 64)
+    assert BenchConfig.full().peer_reopen_sizes == (1_000,)
+    assert BenchConfig.quick().peer_threads == (64,)  # to stay under a minute
+    assert BenchConfig.quick().peer_reopen_sizes == ()
     assert BenchConfig.full().events == 50
     with pytest.raises(ValueError):
         BenchConfig(peer_reopen_sizes=(0,)).check()

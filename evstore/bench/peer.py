@@ -60,7 +60,12 @@ def count_peer_steps(cfg: BenchConfig) -> int:
     """How many progress steps ``peer_measures`` takes (0 when the peer is not run)."""
     if not (cfg.peer and available()):
         return 0
-    return (1 + len(cfg.threads)) * cfg.repeats + len(_reopen_sizes(cfg)) * (1 + cfg.repeats)
+    return len(_writers(cfg)) * cfg.repeats + len(_reopen_sizes(cfg)) * (1 + cfg.repeats)
+
+
+def _writers(cfg: BenchConfig) -> list[int]:
+    """1 and the peer thread counts that the baseline was also measured with in this run."""
+    return [1, *(n for n in cfg.peer_threads if n in cfg.threads and n != 1)]
 
 
 def _reopen_sizes(cfg: BenchConfig) -> list[int]:
@@ -286,7 +291,7 @@ def peer_measures(
     by_name = {m.name: m for m in measures}
     rows = [
         measure_peer_update_sync(cfg, work, n, by_name[f"update_sync_{n}"], step)
-        for n in (1, *cfg.threads)
+        for n in _writers(cfg)
     ]
     for size in _reopen_sizes(cfg):
         rows.append(measure_peer_reopen(cfg, work, size, by_name[f"reopen_{size}"], step))

@@ -64,12 +64,16 @@ class BenchConfig:
     events: int = 50  # events per container in the reopen store (the first is the add)
     directory: Path | None = None  # where the work directory is made
     peer: bool = True  # measure the eventsourcing library too, when it is installed
+    peer_threads: tuple[int, ...] = (8, 64)  # peer thread counts (and 1), also in threads
     peer_reopen_sizes: tuple[int, ...] = (1_000,)  # peer reopen, at sizes also in reopen_sizes
 
     @classmethod
     def quick(cls, **overrides: Any) -> BenchConfig:
         """Under a minute on a 2-core machine."""
-        base = cls(seconds=1.0, repeats=3, reopen_sizes=(1_000,))
+        base = cls(
+            seconds=1.0, repeats=3, reopen_sizes=(1_000,), peer_threads=(64,),
+            peer_reopen_sizes=(),
+        )
         return dataclasses.replace(base, **overrides)
 
     @classmethod
@@ -81,7 +85,7 @@ class BenchConfig:
             raise ValueError("seconds, repeats, pool must be positive and events at least 2")
         counts = (
             *self.threads, *self.tasks, self.get_writers, *self.reopen_sizes,
-            *self.peer_reopen_sizes,
+            *self.peer_threads, *self.peer_reopen_sizes,
         )
         if any(n < 1 for n in counts):
             raise ValueError("thread, task and writer counts and reopen sizes must be positive")
@@ -772,6 +776,7 @@ def _config_dict(cfg: BenchConfig) -> dict[str, Any]:
     d["directory"] = str(cfg.directory) if cfg.directory is not None else None
     d["threads"] = list(cfg.threads)
     d["reopen_sizes"] = list(cfg.reopen_sizes)
+    d["peer_threads"] = list(cfg.peer_threads)
     d["peer_reopen_sizes"] = list(cfg.peer_reopen_sizes)
     return d
 
