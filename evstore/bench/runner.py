@@ -66,19 +66,20 @@ class BenchConfig:
     peer: bool = True  # measure the eventsourcing library too, when it is installed
     peer_threads: tuple[int, ...] = (8, 64)  # peer thread counts (and 1), also in threads
     peer_reopen_sizes: tuple[int, ...] = (1_000,)  # peer reopen, at sizes also in reopen_sizes
+    fleet_stores: int = 0  # stores shipping at once into one PostgreSQL (0: no fleet figure)
 
     @classmethod
     def quick(cls, **overrides: Any) -> BenchConfig:
         """Under a minute on a 2-core machine."""
         base = cls(
             seconds=1.0, repeats=3, reopen_sizes=(1_000,), peer_threads=(64,),
-            peer_reopen_sizes=(),
+            peer_reopen_sizes=(), fleet_stores=8,
         )
         return dataclasses.replace(base, **overrides)
 
     @classmethod
     def full(cls, **overrides: Any) -> BenchConfig:
-        return dataclasses.replace(cls(), **overrides)
+        return dataclasses.replace(cls(fleet_stores=8), **overrides)
 
     def check(self) -> None:
         if self.seconds <= 0 or self.repeats < 1 or self.pool < 1 or self.events < 2:
@@ -200,9 +201,11 @@ def count_steps(cfg: BenchConfig) -> int:
     # per size: the killed store built (adds, then events - 1 rounds), its clean copy, the
     # baseline files, then both reopens alternating with the baseline load
     per_size = cfg.events + 2 + cfg.repeats * 4
+    from .fleet import count_fleet_steps  # as peer, the fleet module imports this one
     from .peer import count_peer_steps  # the peer module imports this one
 
-    return pairs + evstore_only + per_size * len(cfg.reopen_sizes) + count_peer_steps(cfg)
+    fleet = count_fleet_steps(cfg)
+    return pairs + evstore_only + per_size * len(cfg.reopen_sizes) + count_peer_steps(cfg) + fleet
 
 
 def default_parent() -> Path:
@@ -715,6 +718,9 @@ def run(cfg: BenchConfig, progress: Progress | None = None) -> BenchResult:
         from .peer import peer_measures  # the peer module imports this one
 
         measures.extend(peer_measures(cfg, work, measures, step, notes.append))
+        from .fleet import fleet_measures  # needs PostgreSQL; the fleet module imports this one
+
+        measures.extend(fleet_measures(cfg, work, step, notes.append))
     return BenchResult(
         _config_dict(cfg), env, measures, time.perf_counter() - t0, notes,
         reopen_growth(measures),
