@@ -17,7 +17,8 @@ import functools
 import importlib.util
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -119,10 +120,16 @@ def _environment(db: Path, containers: int) -> dict[str, str]:
     }
 
 
-def open_app(db: Path, containers: int) -> Any:
-    """A ``Containers`` application on the SQLite file ``db``."""
+@contextmanager
+def application(db: Path, containers: int) -> Iterator[Any]:
+    """A ``Containers`` application on the SQLite file ``db``, caching ``containers``
+    aggregates; closed afterwards."""
     app_class, _ = _classes()
-    return app_class(env=_environment(db, containers))
+    app = app_class(env=_environment(db, containers))
+    try:
+        yield app
+    finally:
+        app.close()
 
 
 def _new_container(i: int) -> Any:
@@ -182,16 +189,11 @@ def peer_rate(cfg: BenchConfig, path: Path, writers: int) -> tuple[float, dict[s
     """update_sync-equivalent/s with ``writers`` threads, on a fresh database of started
     containers; and the durability settings it ran with."""
     count = max(cfg.pool, writers)
-    with scratch(path):
-        app = open_app(path / "peer.sqlite", count)
-        try:
-            containers = [_new_container(i) for i in range(count)]
-            _save_all(app, containers)
-            settings = durability(app)
-            rate = throughput(_ops(app, [c.id for c in containers], writers), cfg.seconds)
-        finally:
-            app.close()
-    return rate, settings
+    with scratch(path), application(path / "peer.sqlite", count) as app:
+        containers = [_new_container(i) for i in range(count)]
+        _save_all(app, containers)
+        settings = durability(app)
+        return throughput(_ops(app, [c.id for c in containers], writers), cfg.seconds), settings
 
 
 def measure_peer_update_sync(
@@ -219,16 +221,13 @@ def build_peer_store(db: Path, size: int, events: int) -> float:
     """``size`` containers with ``events`` events each (the created one included), saved
     ``_SAVE_BATCH`` aggregates per transaction; the seconds it took."""
     t0 = time.perf_counter()
-    app = open_app(db, 1)
-    try:
+    with application(db, 1) as app:
         for first in range(0, size, _SAVE_BATCH):
             batch = [_new_container(i) for i in range(first, min(size, first + _SAVE_BATCH))]
             for container in batch:
                 for _ in range(events - 2):
                     container.bump_pid()
             app.save(*batch)
-    finally:
-        app.close()
     return time.perf_counter() - t0
 
 
@@ -238,16 +237,13 @@ def time_peer_reopen(db: Path, size: int, events: int) -> tuple[float, bool]:
     _, container_class = _classes()
     ids = [container_class.create_id(container_id(i)) for i in range(size)]
     t0 = time.perf_counter()
-    app = open_app(db, size)
-    try:
+    with application(db, size) as app:
         loaded = [app.repository.get(ident) for ident in ids]
         seconds = time.perf_counter() - t0
-        same = all(
-            msgspec.convert(c.status, ContainerStatus) == final_status(i, events)
-            for i, c in enumerate(loaded)
-        )
-    finally:
-        app.close()
+    same = all(
+        msgspec.convert(c.status, ContainerStatus) == final_status(i, events)
+        for i, c in enumerate(loaded)
+    )
     return seconds, same
 
 
