@@ -48,11 +48,15 @@ NS = 1_000_000_000
 _COPY_EVENTS = (
     "copy evstore_events (node, position, entity, id, seq, time, type, changes) from stdin"
 )
+# one statement per batch with its rows as arrays (sent binary: no text escaping), as a
+# round trip per row would cost more than everything else a batch does
 _UPSERT = """insert into evstore_current (node, entity, id, state, status, position)
-    values (%s, %s, %s, %s, %s::jsonb, %s)
+    select %s, * from unnest(
+        %b::text[], %b::text[], %b::text[], %b::text[]::jsonb[], %b::bigint[])
     on conflict (node, entity, id) do update
     set state = excluded.state, status = excluded.status, position = excluded.position"""
-_DELETE = "delete from evstore_current where node = %s and entity = %s and id = %s"
+_DELETE = """delete from evstore_current
+    where node = %s and (entity, id) in (select * from unnest(%b::text[], %b::text[]))"""
 _encoder = msgspec.json.Encoder()
 
 Key = tuple[str, str]  # (entity, id)
@@ -211,9 +215,9 @@ class Session:
                          _encoder.encode(e.changes).decode())
                     )
             if upserts:
-                cursor.executemany(_UPSERT, upserts)
+                cursor.execute(_UPSERT, (self.node, *map(list, zip(*upserts, strict=True))))
             if deletes:
-                cursor.executemany(_DELETE, deletes)
+                cursor.execute(_DELETE, (self.node, *map(list, zip(*deletes, strict=True))))
         committed_at = time.time_ns()
         self.position = events[-1].position
         report.position = self.position
@@ -226,8 +230,9 @@ class Session:
 
     def fold(
         self, events: Sequence[Event]
-    ) -> tuple[list[tuple[str, str, str, str, str, int]], list[tuple[str, str, str]]]:
-        """Fold ``events`` into the entries' statuses: the rows to upsert and to delete."""
+    ) -> tuple[list[tuple[str, str, str, str, int]], list[tuple[str, str]]]:
+        """Fold ``events`` into the entries' statuses: the (entity, id, state, status,
+        position) rows to upsert, and the (entity, id) of the rows to delete."""
         last: dict[Key, int] = {}
         for event in events:
             key = (event.entity, event.id)
@@ -239,11 +244,10 @@ class Session:
             status = self.folds[entity, ident].result()
             if status is None:  # deleted (or never readable): no current row
                 del self.folds[entity, ident]
-                deletes.append((self.node, entity, ident))
+                deletes.append((entity, ident))
             else:
                 upserts.append(
-                    (self.node, entity, ident, state_name(status),
-                     _encoder.encode(status).decode(), position)
+                    (entity, ident, state_name(status), _encoder.encode(status).decode(), position)
                 )
         return upserts, deletes
 
