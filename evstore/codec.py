@@ -32,21 +32,21 @@ class RecordError(EvstoreError):
     """A stored record failed its checksum, its format version or its decoding."""
 
 
-class ContainerEventV1(msgspec.Struct, array_like=True, tag=1, omit_defaults=True):
+class ContainerEventV1(msgspec.Struct, array_like=True, tag=1, omit_defaults=True, gc=False):
     time: int
     kind: int
     changes: ContainerChanges  # type: ignore[valid-type]
     metadata: ContainerMetadata | None = None
 
 
-class SandboxEventV1(msgspec.Struct, array_like=True, tag=2, omit_defaults=True):
+class SandboxEventV1(msgspec.Struct, array_like=True, tag=2, omit_defaults=True, gc=False):
     time: int
     kind: int
     changes: SandboxChanges  # type: ignore[valid-type]
     metadata: SandboxMetadata | None = None
 
 
-class ContainerSnapshotV1(msgspec.Struct, array_like=True, tag=3):
+class ContainerSnapshotV1(msgspec.Struct, array_like=True, tag=3, gc=False):
     seq: int
     position: int
     time: int
@@ -55,7 +55,7 @@ class ContainerSnapshotV1(msgspec.Struct, array_like=True, tag=3):
     status: ContainerStatus
 
 
-class SandboxSnapshotV1(msgspec.Struct, array_like=True, tag=4):
+class SandboxSnapshotV1(msgspec.Struct, array_like=True, tag=4, gc=False):
     seq: int
     position: int
     time: int

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import msgspec
+
 from .codec import SNAPSHOT_TYPES, SnapshotRecord
 from .events import Entity
 from .model import Metadata, Status
 
 
-@dataclass(slots=True, eq=False)
-class Write:
+class Write(msgspec.Struct, eq=False, gc=False):
     """One event on its way to disk, with what a snapshot taken right after it would hold."""
 
     entity: Entity
