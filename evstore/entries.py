@@ -12,7 +12,6 @@ import builtins
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 import msgspec
@@ -20,7 +19,7 @@ import msgspec
 from .codec import EVENT_TYPES, encode_payload
 from .commit import Batch
 from .errors import AlreadyExistsError, AmbiguousIDError, InvalidInputError, NotFoundError
-from .events import STATUS_TYPES, Entity, Kind, classify, diff, no_changes
+from .events import STATUS_TYPES, Entity, Kind, classify_move, diff, no_changes
 from .model import (
     ContainerMetadata,
     ContainerResources,
@@ -60,17 +59,16 @@ def clone(status: S) -> S:
 
 def _copy_resources(resources: ContainerResources) -> ContainerResources:
     """A deep copy; only the Linux part holds mutable containers."""
-    linux = resources.linux
+    copy = msgspec.structs.replace(resources)
+    linux = copy.linux
     if linux is not None:
-        linux = msgspec.structs.replace(
-            linux,
-            unified=dict(linux.unified),
-            hugepage_limits=[msgspec.structs.replace(h) for h in linux.hugepage_limits],
-        )
-    windows = resources.windows
-    return ContainerResources(
-        linux=linux, windows=msgspec.structs.replace(windows) if windows else None
-    )
+        linux = copy.linux = msgspec.structs.replace(linux)
+        linux.unified = dict(linux.unified)
+        limits = linux.hugepage_limits
+        linux.hugepage_limits = [msgspec.structs.replace(h) for h in limits] if limits else []
+    if copy.windows is not None:
+        copy.windows = msgspec.structs.replace(copy.windows)
+    return copy
 
 
 def _clone_metadata(metadata: M) -> M:
@@ -152,13 +150,13 @@ class Entry(Generic[S, M]):
                 f"update fn returned {type(new).__name__}, not {type(old).__name__}"
             )
         new = clone(new)
-        state = status_state(new)
-        check_move(status_state(old), state)
+        before, state = status_state(old), status_state(new)
+        check_move(before, state)
         changes = diff(old, new)
         repair = self.damaged and state not in _UNKNOWN
         if changes is None and not repair:
             return Change(new, None)  # only transient fields moved: nothing to write
-        kind = classify(old, new)
+        kind = classify_move(before, state)
         write = self._entries.make_write(self, kind, changes, new, sync=sync, repair=repair)
         return Change(new, write)
 
@@ -191,8 +189,7 @@ class Entry(Generic[S, M]):
         self._entries.forget(self)
 
 
-@dataclass(slots=True)
-class Change(Generic[S]):
+class Change(msgspec.Struct, Generic[S], gc=False):
     """An update worked out in memory, with the event that records it (None: nothing to)."""
 
     new: S

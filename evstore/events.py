@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from .model import TRANSIENT_FIELDS, ContainerStatus, SandboxStatus, Status
+from .model import TRANSIENT_FIELDS, ContainerStatus, SandboxStatus, Status, status_state
 from .states import ContainerState, SandboxState
 
 
@@ -60,7 +60,7 @@ def _changes_struct(name: str, status_type: type[Status]) -> type[msgspec.Struct
         for f in msgspec.structs.fields(status_type)
         if f.name not in TRANSIENT_FIELDS
     ]
-    return msgspec.defstruct(name, fields, omit_defaults=True)
+    return msgspec.defstruct(name, fields, omit_defaults=True, gc=False)
 
 
 ContainerChanges = _changes_struct("ContainerChanges", ContainerStatus)
@@ -79,6 +79,12 @@ _DURABLE = {
     for entity in CHANGES_TYPES
 }
 
+# per status type: its changes struct and the tuple index of each of that struct's fields
+_DIFF: dict[type[Status], tuple[type[msgspec.Struct], tuple[int, ...]]] = {
+    STATUS_TYPES[entity]: (CHANGES_TYPES[entity], tuple(index for index, _ in _DURABLE[entity]))
+    for entity in CHANGES_TYPES
+}
+
 
 def entity_of(status: Status) -> Entity:
     return Entity.CONTAINER if isinstance(status, ContainerStatus) else Entity.SANDBOX
@@ -86,14 +92,14 @@ def entity_of(status: Status) -> Entity:
 
 def diff(old: Status, new: Status) -> msgspec.Struct | None:
     """The durable fields ``new`` sets differently from ``old``; None when there are none."""
-    entity = entity_of(new)
+    changes_type, durable = _DIFF[type(new)]
     before, after = msgspec.structs.astuple(old), msgspec.structs.astuple(new)
     if before == after:
         return None
-    changed = {
-        name: after[index] for index, name in _DURABLE[entity] if before[index] != after[index]
-    }
-    return CHANGES_TYPES[entity](**changed) if changed else None
+    values = [after[i] if after[i] != before[i] else msgspec.UNSET for i in durable]
+    if values.count(msgspec.UNSET) == len(values):
+        return None
+    return changes_type(*values)
 
 
 def no_changes(entity: Entity) -> msgspec.Struct:
@@ -118,18 +124,23 @@ def changes_dict(changes: msgspec.Struct) -> dict[str, Any]:
 
 def classify(old: Status, new: Status) -> Kind:
     """The kind of an update, named for the state it reaches (as CRI events are)."""
-    if isinstance(new, ContainerStatus):
-        assert isinstance(old, ContainerStatus)
-        state, before = new.state(), old.state()
-        if state != before and state is ContainerState.EXITED:
-            return Kind.EXITED
-        if state != before and state is ContainerState.RUNNING:
-            return Kind.STARTED
+    return classify_move(status_state(old), status_state(new))
+
+
+State = ContainerState | SandboxState
+
+
+def classify_move(before: State, after: State) -> Kind:
+    """``classify`` from the two states, for a caller that has already derived them."""
+    if after is before:
         return Kind.UPDATED
-    assert isinstance(old, SandboxStatus)
-    if new.state != old.state and new.state is SandboxState.READY:
+    if after is ContainerState.EXITED:
+        return Kind.EXITED
+    if after is ContainerState.RUNNING:
+        return Kind.STARTED
+    if after is SandboxState.READY:
         return Kind.READY
-    if new.state != old.state and new.state is SandboxState.NOTREADY:
+    if after is SandboxState.NOTREADY:
         return Kind.NOTREADY
     return Kind.UPDATED
 

@@ -31,6 +31,21 @@ TUNING_DEFAULTS: dict[str, int] = {
 }
 
 
+class _Forks:
+    """How many times this process is a ``fork()`` away from where it started: checking a
+    store's generation against it is cheaper than ``os.getpid()`` on every write."""
+
+    generation = 0
+
+
+def _forked() -> None:
+    _forks.generation += 1
+
+
+_forks = _Forks()
+os.register_at_fork(after_in_child=_forked)
+
+
 class Store:
     """An open store; use ``evstore.open``."""
 
@@ -47,6 +62,7 @@ class Store:
         self.path = Path(path)
         self.readonly = readonly
         self._pid = os.getpid()
+        self._generation = _forks.generation
         self._closed = False
         self._eno_lock = threading.Lock()
         self._log = Log(path, readonly=readonly, map_size=self.tuning["map_size"])
@@ -117,7 +133,7 @@ class Store:
             raise ReadOnlyError(f"{self.path}: opened read-only")
         if self._closed:
             raise StoreClosedError(f"{self.path}: store is closed")
-        if os.getpid() != self._pid:
+        if self._generation != _forks.generation:
             raise StoreClosedError(f"{self.path}: opened before fork(); open it again here")
 
     def allocate_eno(self, entity: Entity, id: str) -> int:
