@@ -252,11 +252,13 @@ class Committer:
 
     def _put(self, txn: Any, items: list[Write], first: int, plan: Plan) -> None:
         dbs = self._log.dbs
-        events, index = dbs[b"events"], dbs[b"index"]
-        for offset, item in enumerate(items):
-            key = event_key(first + offset, item.eno, item.seq)
-            txn.put(key, seal(key, item.payload), db=events, append=True)
-            txn.put(index_key(item.eno, item.seq), pack_u64(first + offset), db=index)
+        numbered = list(enumerate(items, first))
+        keys = [event_key(pos, item.eno, item.seq) for pos, item in numbered]
+        records = [(key, seal(key, item.payload)) for key, item in zip(keys, items, strict=True)]
+        index = [(index_key(item.eno, item.seq), pack_u64(pos)) for pos, item in numbered]
+        # one call per database: no Python round trip per record
+        txn.cursor(db=dbs[b"events"]).putmulti(records, append=True)
+        txn.cursor(db=dbs[b"index"]).putmulti(index)
         for eno, (write, pos) in plan.snapshots.items():
             key = snapshot_key(eno)
             value = seal(key, encode_payload(snapshot_record(write, pos)))
