@@ -16,9 +16,9 @@ import builtins
 import functools
 import os
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 import anyio
 import anyio.lowlevel
@@ -38,6 +38,22 @@ CallSoon = Callable[[Callable[[], object]], object]
 POLL_SECONDS = 0.05  # how often a read-only store's feed looks for new events
 
 
+class _Event(Protocol):
+    """What the tasks of one batch sleep on: ``anyio.Event``, or ``asyncio.Event`` itself."""
+
+    def set(self) -> object: ...
+    def wait(self) -> Awaitable[object]: ...
+
+
+def _event_type() -> Callable[[], _Event]:
+    """On asyncio, its own Event: the tasks of a batch wake with one layer less each."""
+    if sniffio.current_async_library() == "asyncio":
+        import asyncio
+
+        return asyncio.Event
+    return anyio.Event
+
+
 def _call_soon() -> CallSoon:
     """A way for another thread to run a function on the current event loop, not blocking."""
     if sniffio.current_async_library() == "trio":
@@ -54,6 +70,7 @@ class _Loop:
 
     def __init__(self) -> None:
         self.call_soon = _call_soon()
+        self._new_event = _event_type()
 
     async def wait(self, batch: Batch) -> BaseException | None:
         """Sleep until ``batch`` is committed, sharing one wake-up with its other waiters.
@@ -62,11 +79,10 @@ class _Loop:
         commit has ended and then returned, so the caller can show the write in memory
         before raising it.
         """
-        event = batch.waiter
+        event = cast(_Event | None, batch.waiter)
         if event is None:
-            event = batch.waiter = anyio.Event()
+            event = batch.waiter = self._new_event()
             batch.on_done(functools.partial(self.call_soon, event.set))
-        assert isinstance(event, anyio.Event)
         held: BaseException | None = None
         try:
             await event.wait()
@@ -131,7 +147,8 @@ class AsyncStatus(Generic[S]):
 
     async def _change(self, fn: Callable[[S], S], *, sync: bool) -> S:
         entry = self._entry
-        await _acquire(entry.lock)
+        if not entry.lock.acquire(blocking=False):
+            await _acquire(entry.lock)
         try:
             change = entry.prepare_change(fn, sync=sync)
             held = None
