@@ -570,13 +570,17 @@ def ship(path: Path, dsn: str, node: str, once: bool, batch: int) -> None:
             options = ShipOptions(batch, follow=not once, stop=stop, hooks=hooks)
             report = ship_store(store, dsn, node, options)
     summary = (
-        f"{node}: shipped {report.shipped:,} events;"
+        f"{node}: shipped {plural(report.shipped, 'event')};"
         f" the database is at position {report.position:,}"
     )
     if once and not report.caught_up:
         click.echo(f"interrupted: {summary}; run again to resume", err=True)
         raise SystemExit(130)
     click.echo(summary)
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count:,} {noun}" + ("" if count == 1 else "s")
 
 
 @contextmanager
@@ -611,10 +615,14 @@ class ShipLog(Hooks):
 
     def batch(self, report: BatchReport) -> None:
         self.bar.update(self.task, completed=report.position)
+        span = (
+            f"positions {report.first:,}-{report.position:,}" if report.events > 1
+            else f"position {report.first:,}"
+        )
         self.say(
-            f"{self.node}: shipped positions {report.first:,}-{report.position:,}"
-            f" ({report.events:,} events, {report.shipped:,} in all);"
-            f" lag {report.lag_events:,} events, {report.lag_seconds:,.3f} s"
+            f"{self.node}: shipped {plural(report.events, 'event')} ({span},"
+            f" {report.shipped:,} in all); lag {plural(report.lag_events, 'event')},"
+            f" {report.lag_seconds:,.3f} s"
         )
 
     def retry(self, reason: str, delay: float) -> None:

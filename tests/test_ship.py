@@ -292,7 +292,13 @@ def test_sigkill_mid_batch_then_rerun_leaves_exactly_the_store(tmp_path: Path, p
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"n1: shipped {total - partial:,} events;" \
         f" the database is at position {total:,}\n"
-    assert f"n1: resuming after position {partial:,}; the store is at {total:,}" in result.stderr
+    lines = result.stderr.splitlines()
+    assert lines[0] == f"n1: resuming after position {partial:,}; the store is at {total:,}"
+    assert lines[1].startswith(
+        f"n1: shipped 500 events (positions {partial + 1:,}-{partial + 500:,}, 500 in all);"
+        f" lag {total - partial - 500:,} events, "
+    )
+    assert len(lines) == 1 + -(-(total - partial) // 500)
     assert_shipped(pg_dsn, "n1", path)
 
 
