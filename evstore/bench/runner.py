@@ -48,6 +48,9 @@ CEntry = Entry[ContainerStatus, ContainerMetadata]
 
 _T0 = 1_700_000_000_000_000_000  # a fixed "now" in Unix ns, so runs write the same bytes
 _ADD_THREADS = 32  # concurrent adds while building, so they share commits
+# adds in flight while building a reopen store: each add is durable, so the more share a
+# commit, the fewer fsyncs (100,000 adds: ~400 commits instead of ~3,000 with 32)
+_BUILD_ADD_THREADS = 256
 
 
 @dataclass(frozen=True)
@@ -548,7 +551,7 @@ def _build_history(store: evstore.Store, size: int, events: int, step: Steps) ->
     def add(i: int) -> CEntry:
         return store.containers.add(ContainerMetadata(container_id(i)), created_status(i))
 
-    with ThreadPoolExecutor(_ADD_THREADS) as pool:
+    with ThreadPoolExecutor(_BUILD_ADD_THREADS) as pool:
         entries = list(pool.map(add, range(size)))
     step(f"added {size:,} containers")
     for n in range(1, events):
