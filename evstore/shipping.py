@@ -22,7 +22,7 @@ from os import PathLike
 import msgspec
 import psycopg
 
-from .errors import FleetError, InvalidInputError
+from .errors import FleetError, HistoryDroppedError, InvalidInputError
 from .events import Event
 from .fleet import (
     Connection,
@@ -36,7 +36,7 @@ from .fleet import (
 from .model import Status
 from .recovery import mark_unknown
 from .render import state_name
-from .replay import Fold
+from .replay import Fold, feed_start
 from .store import Store, open_store
 
 BATCH = 1_000  # events per transaction
@@ -183,6 +183,12 @@ class Session:
         self.node = node
         ensure_schema(conn)
         self.position = shipped_position(conn, node)
+        dropped = feed_start(store).floor.position
+        if self.position < dropped:  # exactly once would be a lie: refuse, say why
+            raise HistoryDroppedError(
+                f"{store.path}: events up to position {dropped:,} were dropped by compaction,"
+                f" but node {node!r} has only up to {self.position:,} in PostgreSQL"
+            )
         self.folds = {
             (entity, ident): restored_fold(status, seq)
             for entity, ident, status, seq in current_rows(conn, node)

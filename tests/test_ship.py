@@ -26,6 +26,7 @@ from evstore import (
     SandboxState,
     SandboxStatus,
 )
+from evstore.compact import compact
 from evstore.pgserver import PgServer, create_database
 from evstore.render import state_name
 from evstore.replay import states_at
@@ -266,6 +267,19 @@ def test_cli_ship_errors_are_one_line(tmp_path: Path, pg_server: PgServer) -> No
         result = evstore_cli("ship", *args)
         assert result.returncode == 1
         assert result.stderr.startswith(message) and result.stderr.count("\n") == 1, result.stderr
+
+
+def test_ship_refuses_a_store_whose_unshipped_history_was_dropped(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    path = make_store(tmp_path / "s", "c", 3)
+    shipped = ship(path, pg_dsn, "shipped-first")
+    compact(path, drop_before=time.time_ns())
+    again = ship(path, pg_dsn, "shipped-first")  # nothing it lacks was dropped
+    assert (again.resumed_from, again.shipped) == (shipped.position, 0)
+    with pytest.raises(evstore.HistoryDroppedError, match="dropped by compaction"):
+        ship(path, pg_dsn, "too-late")
+    assert count(pg_dsn, "too-late") == 0
 
 
 # --- killed, restarted -----------------------------------------------------------------------
