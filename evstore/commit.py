@@ -81,6 +81,11 @@ class Committer:
         self._last_pos = last_pos
         self._max_batch = max_batch
         self._max_pending = max_pending
+        # Held by whoever commits while it puts records: py-lmdb lets go of the GIL around
+        # every put, and a busy caller thread would then keep it for a whole switch interval
+        # (5 ms) each time. Callers pass through the gate before queueing, so while a batch
+        # is being put they wait on it (GIL released) instead of competing.
+        self._gate = threading.Lock()
         lock = threading.Lock()
         self._cond = threading.Condition(lock)
         self._space = threading.Condition(lock)
@@ -111,6 +116,8 @@ class Committer:
 
     def submit(self, item: Write | None) -> Batch:
         """Queue a write (None: a barrier) for the writer thread; return its batch at once."""
+        with self._gate:
+            pass
         with self._cond:
             batch = self._join(item)
             if self._idle:
@@ -124,6 +131,8 @@ class Committer:
         batch, so a lone writer pays no thread hand-off; others wait for that leader or
         for the writer thread, and all of them share one fsync.
         """
+        with self._gate:
+            pass
         with self._cond:
             batch = self._join(item)
             lead = not self._busy
@@ -256,12 +265,14 @@ class Committer:
         keys = [event_key(pos, item.eno, item.seq) for pos, item in numbered]
         records = [(key, seal(key, item.payload)) for key, item in zip(keys, items, strict=True)]
         index = [(index_key(item.eno, item.seq), pack_u64(pos)) for pos, item in numbered]
-        # one call per database: no Python round trip per record
-        txn.cursor(db=dbs[b"events"]).putmulti(records, append=True)
-        txn.cursor(db=dbs[b"index"]).putmulti(index)
-        for eno, (write, pos) in plan.snapshots.items():
-            key = snapshot_key(eno)
-            value = seal(key, encode_payload(snapshot_record(write, pos)))
-            txn.put(key, value, db=dbs[b"snapshots"])
+        snapshots = [
+            (key := snapshot_key(eno), seal(key, encode_payload(snapshot_record(write, pos))))
+            for eno, (write, pos) in plan.snapshots.items()
+        ]
+        with self._gate:
+            # one call per database: no Python round trip per record
+            txn.cursor(db=dbs[b"events"]).putmulti(records, append=True)
+            txn.cursor(db=dbs[b"index"]).putmulti(index)
+            txn.cursor(db=dbs[b"snapshots"]).putmulti(snapshots)
         if plan.checkpoint != self._policy.checkpoint:  # unchanged: spare a page write
             txn.put(b"checkpoint", pack_u64(plan.checkpoint), db=dbs[b"meta"])

@@ -11,6 +11,7 @@ holds the checkpoint at its damage until an update repairs it, so every open see
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import chain
 
 import msgspec
 
@@ -105,7 +106,8 @@ class SnapshotPolicy:
         last_pos: int, *, force: bool,
     ) -> int:
         """Walk dirty entries oldest first, snapshotting those too far behind."""
-        order = [(eno, d.first) for eno, d in self.dirty.items()] + list(new_first.items())
+        # lazily: the walk mostly stops at the first entry, and there may be 100,000 dirty
+        order = chain(((eno, d.first) for eno, d in self.dirty.items()), new_first.items())
         for eno, first in order:
             if eno in plan.snapshots:
                 continue
