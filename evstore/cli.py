@@ -9,7 +9,6 @@ exits 1.
 from __future__ import annotations
 
 import errno
-import json
 import math
 import os
 import signal
@@ -180,7 +179,8 @@ def bench(
         result = _run_with_progress(_bench_config(quick, directory, repeats), console)
     show_result(console, result)
     if json_file is not None:
-        json_file.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+        # strict JSON: a figure with no baseline (NaN) is written as null
+        json_file.write_bytes(msgspec.json.format(msgspec.json.encode(result.to_dict())) + b"\n")
         console.print(f"results written to {json_file}")
     if plot_file is not None:
         bench_plot.write_plot(result.to_dict(), plot_file)
@@ -190,8 +190,8 @@ def bench(
 def load_result(path: Path) -> BenchResult:
     """A result saved by ``--json``; a file that is not one is a user error."""
     try:
-        return BenchResult.from_dict(json.loads(path.read_text()))
-    except (ValueError, KeyError, TypeError) as exc:
+        return BenchResult.from_dict(msgspec.json.decode(path.read_bytes()))
+    except (ValueError, KeyError, TypeError, msgspec.DecodeError) as exc:
         raise UserError(f"{path}: not a result of evstore bench --json ({exc!r})") from None
 
 

@@ -129,12 +129,18 @@ class BenchResult:
     def from_dict(cls, data: dict[str, Any]) -> BenchResult:
         """The result ``to_dict`` gave (read back from ``--json``); older files without
         ``notes`` or ``growth`` get them filled in."""
-        measures = [Measure(**m) for m in data["measures"]]
+        measures = [Measure(**_nan_for_null(m)) for m in data["measures"]]
         growth = data.get("growth") or reopen_growth(measures)
         return cls(
             data["config"], data["environment"], measures, data["seconds"],
             list(data.get("notes", [])), growth,
         )
+
+
+def _nan_for_null(measure: dict[str, Any]) -> dict[str, Any]:
+    """JSON has no NaN: a figure without a baseline was saved as null."""
+    figures = ("evstore", "baseline", "ratio")
+    return {k: float("nan") if k in figures and v is None else v for k, v in measure.items()}
 
 
 def make_measure(
