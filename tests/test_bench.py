@@ -113,7 +113,8 @@ def test_sizes_of_the_two_modes() -> None:
     assert BenchConfig.quick().reopen_sizes == (1_000,)
     assert BenchConfig.full().peer_threads == (8, 64)
     assert BenchConfig.full().peer_reopen_sizes == (1_000,)
-    assert BenchConfig.quick().peer_threads == (64,)  # to stay under a minute
+    assert BenchConfig.quick().peer_threads == ()  # 1 writer only: to stay under a minute
+    assert BenchConfig.quick().fleet_repeats == 1
     assert BenchConfig.quick().peer_reopen_sizes == ()
     assert BenchConfig.full().events == 50
     with pytest.raises(ValueError):

@@ -71,7 +71,7 @@ class FleetConfig:
     def of(cls, cfg: BenchConfig) -> FleetConfig:
         return cls(
             stores=cfg.fleet_stores, backlog=max(CONTAINERS, int(BACKLOG_PER_SECOND * cfg.seconds)),
-            seconds=cfg.seconds, repeats=cfg.repeats,
+            seconds=cfg.seconds, repeats=cfg.fleet_repeats or cfg.repeats,
         )
 
 
@@ -108,7 +108,8 @@ def skipped_note() -> str:
 
 def count_fleet_steps(cfg: BenchConfig) -> int:
     """Progress steps of ``fleet_measures``: the stores built, then one per repeat."""
-    return 1 + cfg.repeats if cfg.fleet_stores and find_bindir() is not None else 0
+    runs = cfg.fleet_repeats or cfg.repeats
+    return 1 + runs if cfg.fleet_stores and find_bindir() is not None else 0
 
 
 def fleet_measures(

@@ -70,13 +70,14 @@ class BenchConfig:
     peer_threads: tuple[int, ...] = (8, 64)  # peer thread counts (and 1), also in threads
     peer_reopen_sizes: tuple[int, ...] = (1_000,)  # peer reopen, at sizes also in reopen_sizes
     fleet_stores: int = 0  # stores shipping at once into one PostgreSQL (0: no fleet figure)
+    fleet_repeats: int = 0  # runs of the fleet figure (0: ``repeats``)
 
     @classmethod
     def quick(cls, **overrides: Any) -> BenchConfig:
         """Under a minute on a 2-core machine."""
         base = cls(
-            seconds=1.0, repeats=3, reopen_sizes=(1_000,), peer_threads=(64,),
-            peer_reopen_sizes=(), fleet_stores=8,
+            seconds=1.0, repeats=3, reopen_sizes=(1_000,), peer_threads=(),
+            peer_reopen_sizes=(), fleet_stores=8, fleet_repeats=1,
         )
         return dataclasses.replace(base, **overrides)
 
