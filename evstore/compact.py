@@ -43,8 +43,8 @@ from .codec import (
 from .errors import CorruptStoreError, StoreLockedError, WriteError
 from .log import Log
 from .pods import restart_seed
-from .recovery import Found, as_write, from_snapshot, read_checkpoint, step
-from .retention import delete_base, put_base, put_floor, read_base, read_floor
+from .recovery import Found, as_write, read_checkpoint, start_of_history, step
+from .retention import delete_base, put_base, put_floor, read_floor
 from .snapshots import snapshot_record
 
 _MAP_SIZE = 1 << 20  # LMDB maps at least the file's size; this is only the floor
@@ -194,7 +194,7 @@ def _plan(txn: Any, dbs: dict[bytes, Any], floor: FloorV1, checkpoint: int, befo
             break
         found = plan.folds.get(eno)
         if found is None:
-            found = plan.folds[eno] = _start(txn, dbs, eno)
+            found = plan.folds[eno] = start_of_history(txn, dbs, eno)
         if found.reason is None:
             step(found, pos, seq, key, value)
         plan.position, plan.time = pos, max(plan.time, stamp)
@@ -208,17 +208,6 @@ def _stamp(key: bytes, value: bytes) -> int:
         return decode_event(key, value).time
     except RecordError:
         return -1
-
-
-def _start(txn: Any, dbs: dict[bytes, Any], eno: int) -> Found:
-    """Where ``eno``'s fold starts: its base, when an earlier run left one."""
-    try:
-        base = read_base(txn, dbs, eno)
-    except RecordError as exc:
-        found = Found(eno=eno)
-        found.break_off(f"base: {exc}")
-        return found
-    return Found(eno=eno) if base is None else from_snapshot(eno, base)
 
 
 def _drop(plan: _Plan, floor: FloorV1, dbs: dict[bytes, Any], txn: Any) -> tuple[int, list[str]]:

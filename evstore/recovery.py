@@ -152,19 +152,28 @@ def from_snapshot(eno: int, record: SnapshotRecord) -> Found:
     )
 
 
-def _fold_history(txn: Any, dbs: dict[bytes, Any], eno: int, reason: str) -> Found:
-    """Rebuild an entry whose snapshot is damaged or gone from every event it still has,
-    starting from its base when retention dropped the start of its history."""
+def start_of_history(txn: Any, dbs: dict[bytes, Any], eno: int) -> Found:
+    """Where a fold of ``eno``'s history starts: empty, or its base when retention dropped
+    the start of it (broken off when that base is unreadable)."""
     try:
         base = read_base(txn, dbs, eno)
     except RecordError as exc:
         found = Found(eno=eno)
-        found.break_off(f"{reason}; base: {exc}")
+        found.break_off(f"base: {exc}")
         return found
-    found = Found(eno=eno) if base is None else from_snapshot(eno, base)
+    return Found(eno=eno) if base is None else from_snapshot(eno, base)
+
+
+def _fold_history(txn: Any, dbs: dict[bytes, Any], eno: int, reason: str) -> Found:
+    """Rebuild an entry whose snapshot is damaged or gone from every event it still has,
+    starting from its base when retention dropped the start of its history."""
+    found = start_of_history(txn, dbs, eno)
+    if found.reason is not None:
+        found.reason = f"{reason}; {found.reason}"
+        return found
     cursor = txn.cursor(db=dbs[b"index"])
     if not cursor.set_range(index_key(eno, found.seq + 1)):
-        if base is None:
+        if found.seq == 0:
             found.break_off(f"{reason}; no history to rebuild from")
         return found
     for key, value in cursor:
