@@ -513,6 +513,8 @@ def pods(path: Path, show_all: bool, as_json: bool) -> None:
         found = store.pods(all=show_all)
     if as_json:
         echo_json(list(found))
+    elif not found:
+        click.echo("no pods (only entries with a kubelet config belong to pods)")
     else:
         stdout_console().print(pods_table(found))
 

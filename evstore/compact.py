@@ -86,8 +86,9 @@ def compact(path: str | os.PathLike[str], drop_before: int | None = None) -> Com
     try:
         try:
             _check_alone(path, probe)
+            before = (path / "data.mdb").stat().st_size  # the drop itself may grow the file
             dropped = drop_history(log, drop_before) if drop_before is not None else None
-            return _copy_and_swap(log, path, dropped)
+            return _copy_and_swap(log, path, before, dropped)
         finally:
             log.close()
     finally:
@@ -111,9 +112,10 @@ def _check_alone(path: Path, probe: int) -> None:
         )
 
 
-def _copy_and_swap(log: Log, path: Path, dropped: DropReport | None) -> CompactReport:
+def _copy_and_swap(
+    log: Log, path: Path, before: int, dropped: DropReport | None
+) -> CompactReport:
     data = path / "data.mdb"
-    before = data.stat().st_size
     scratch = Path(tempfile.mkdtemp(prefix=".compact-", dir=path))
     try:
         try:
