@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from .model import TRANSIENT_FIELDS, ContainerStatus, SandboxStatus, Status, status_state
+from .model import TRANSIENT_FIELDS, ContainerStatus, SandboxStatus, Status
 from .states import ContainerState, SandboxState
 
 
@@ -122,16 +122,11 @@ def changes_dict(changes: msgspec.Struct) -> dict[str, Any]:
     return result
 
 
-def classify(old: Status, new: Status) -> Kind:
-    """The kind of an update, named for the state it reaches (as CRI events are)."""
-    return classify_move(status_state(old), status_state(new))
-
-
 State = ContainerState | SandboxState
 
 
 def classify_move(before: State, after: State) -> Kind:
-    """``classify`` from the two states, for a caller that has already derived them."""
+    """The kind of an update, named for the state it reaches (as CRI events are)."""
     if after is before:
         return Kind.UPDATED
     if after is ContainerState.EXITED:
