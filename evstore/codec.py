@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import struct
 import zlib
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, Protocol
 
 import msgspec
 
@@ -26,6 +27,16 @@ _INDEX_KEY = struct.Struct(">II")  # entry number, seq: sorts one entry's histor
 _U64 = struct.Struct(">Q")
 _U32 = struct.Struct(">I")
 _HEADER = struct.Struct(">BI")
+
+Pair = tuple[bytes, bytes]
+
+
+class LogWrite(Protocol):
+    """What an event on its way to the log carries (``snapshots.Write``)."""
+
+    eno: int
+    seq: int
+    payload: bytes
 
 
 class RecordError(EvstoreError):
@@ -150,6 +161,20 @@ def encode_payload(record: EventRecord | SnapshotRecord | FloorV1) -> bytes:
 def seal(key: bytes, payload: bytes) -> bytes:
     """Wrap a payload in the envelope; done at commit time, once the key is known."""
     return _HEADER.pack(FORMAT, zlib.crc32(payload, zlib.crc32(key))) + payload
+
+
+def event_records(first: int, writes: Iterable[LogWrite]) -> tuple[list[Pair], list[Pair]]:
+    """The log and index records of events numbered from ``first``, built in one pass:
+    this is the writer's loop over every event of a batch."""
+    records: list[Pair] = []
+    index: list[Pair] = []
+    pack_event, pack_index, pack_position = _EVENT_KEY.pack, _INDEX_KEY.pack, _U64.pack
+    for position, write in enumerate(writes, first):
+        eno, seq = write.eno, write.seq
+        key = pack_event(position, eno, seq)
+        records.append((key, seal(key, write.payload)))
+        index.append((pack_index(eno, seq), pack_position(position)))
+    return records, index
 
 
 def _open(key: bytes, value: bytes) -> bytes:

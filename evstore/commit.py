@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from .codec import encode_payload, event_key, index_key, pack_u64, seal, snapshot_key
+from .codec import encode_payload, event_records, pack_u64, seal, snapshot_key
 from .errors import EvstoreError, StoreClosedError, WriteError
 from .log import Log
 from .snapshots import Plan, SnapshotPolicy, Write, snapshot_record
@@ -86,9 +86,9 @@ class Committer:
         # (5 ms) each time. Callers pass through the gate before queueing, so while a batch
         # is being put they wait on it (GIL released) instead of competing.
         self._gate = threading.Lock()
-        lock = threading.Lock()
-        self._cond = threading.Condition(lock)
-        self._space = threading.Condition(lock)
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._space = threading.Condition(self._lock)
         self._queue: deque[Batch] = deque()
         self._pending = 0
         self._retry: list[Write] = []
@@ -118,8 +118,17 @@ class Committer:
         """Queue a write (None: a barrier) for the writer thread; return its batch at once."""
         with self._gate:
             pass
-        with self._cond:
-            batch = self._join(item)
+        with self._lock:
+            queue = self._queue
+            if (  # the common case inline: this runs once per update
+                item is not None and queue and self._pending < self._max_pending
+                and len(items := queue[-1].items) < self._max_batch and not self._closing
+            ):
+                items.append(item)
+                self._pending += 1
+                batch = queue[-1]
+            else:
+                batch = self._join(item)
             if self._idle:
                 self._cond.notify()
             return batch
@@ -261,10 +270,7 @@ class Committer:
 
     def _put(self, txn: Any, items: list[Write], first: int, plan: Plan) -> None:
         dbs = self._log.dbs
-        numbered = list(enumerate(items, first))
-        keys = [event_key(pos, item.eno, item.seq) for pos, item in numbered]
-        records = [(key, seal(key, item.payload)) for key, item in zip(keys, items, strict=True)]
-        index = [(index_key(item.eno, item.seq), pack_u64(pos)) for pos, item in numbered]
+        records, index = event_records(first, items)
         snapshots = [
             (key := snapshot_key(eno), seal(key, encode_payload(snapshot_record(write, pos))))
             for eno, (write, pos) in plan.snapshots.items()
