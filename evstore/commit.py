@@ -98,6 +98,7 @@ class Committer:
         self._idle = False  # the writer thread sleeps and must be woken
         self._busy = False  # someone (a leader or the writer thread) is committing
         self._listeners: list[Listener] = []
+        self._told_later: Batch | None = None  # committed, its callers not yet woken
         self.commits = 0
         self.events = 0
         self._thread = threading.Thread(target=self._run, name="evstore-writer", daemon=True)
@@ -229,21 +230,28 @@ class Committer:
                 if not self._queue:
                     break
                 self._busy = True
-                batch = self._take()
-            self._commit(batch)
-            with self._cond:
-                self._busy = False
+                batch: Batch | None = self._take()
+            while batch is not None:  # one batch after another while callers keep queueing
+                self._commit(batch, defer=True)
+                with self._cond:
+                    batch = self._take() if self._queue else None
+                    self._busy = batch is not None
+            self._tell()
         if not self._retry and not self._abandoned:
             self._write_plan([], self._policy.plan_all(self._last_pos))
 
-    def _commit(self, batch: Batch) -> None:
+    def _commit(self, batch: Batch, *, defer: bool = False) -> None:
+        """Commit one batch. With ``defer``, its callers are told once the next batch's
+        records are put (see ``_tell``), or by the caller of this method."""
         items = self._retry + batch.items if self._retry else batch.items
         if not items:
+            self._tell()
             batch.finish(None)
             return
         first = self._last_pos + 1
         plan = self._policy.plan(items, first)
         error = self._write_plan(items, plan)
+        self._tell()  # had the write failed before its records were put
         if error is not None:
             self._retry = [item for item in items if not item.sync]
             self._async_error = error if self._retry else None
@@ -254,6 +262,21 @@ class Committer:
         self._policy.applied(plan, items, first)
         self.commits += 1
         self.events += len(items)
+        self._told_later = batch
+        if not defer:
+            self._tell()
+
+    def _tell(self) -> None:
+        """Wake the callers of the last durable batch, and the listeners.
+
+        The writer does this after putting the next batch's records and before syncing
+        them: the woken callers then run while the disk syncs, instead of competing for
+        the GIL with the puts (py-lmdb lets go of it around every put, and each time a
+        woken thread took it the writer waited for a thread switch).
+        """
+        batch, self._told_later = self._told_later, None
+        if batch is None:
+            return
         batch.finish(None)
         for listener in list(self._listeners):
             _quietly(functools.partial(listener, self._last_pos))
@@ -282,3 +305,4 @@ class Committer:
             txn.cursor(db=dbs[b"snapshots"]).putmulti(snapshots)
         if plan.checkpoint != self._policy.checkpoint:  # unchanged: spare a page write
             txn.put(b"checkpoint", pack_u64(plan.checkpoint), db=dbs[b"meta"])
+        self._tell()

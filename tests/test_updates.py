@@ -193,6 +193,9 @@ def test_status_seen_by_fn_and_returned_is_not_kept(store: Any) -> None:
     returned2 = entry.status.update(via_replace)
     try_mutate(made[0], pid=300)
     try_mutate(returned2, pid=400)
+    with contextlib.suppress(AttributeError, TypeError):  # resources left alone by fn
+        returned2.resources.linux.unified["d"] = "4"  # type: ignore[union-attr]
+        made[0].resources.linux.cpu_shares = 99  # type: ignore[union-attr]
     assert entry.status.get() == replace(CREATED, pid=8, resources=_res())
 
 
@@ -888,3 +891,48 @@ def test_other_process_locked_out_but_may_read(store_path: Path) -> None:
         # still the writer
         s.containers.get("c1").status.update_sync(setter(pid=32))
     assert reopened_status(store_path, "c1").pid == 32
+
+
+# --- group commit -----------------------------------------------------------------------------
+
+
+def test_batch_is_acknowledged_when_the_next_one_fails(store: Any) -> None:
+    """The writer wakes a batch's callers while it puts the next batch: a failure of that
+    next commit must not lose the first one's acknowledgement, nor report it."""
+    first, second = add_c(store, "c1", RUNNING), add_c(store, "c2", RUNNING)
+    log = store.committer._log
+    real_write = log.write
+    entered, go = threading.Event(), threading.Event()
+    calls: list[int] = []
+
+    def write(body: Callable[[Any], Any]) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            entered.set()
+            go.wait(10)  # hold the first commit until the second batch is queued
+            return real_write(body)
+
+        def put_then_fail(txn: Any) -> None:
+            body(txn)
+            raise EvstoreError("the disk went away")
+
+        return real_write(put_then_fail)
+
+    log.write = write
+    change1 = first.prepare_change(setter(pid=11), sync=True)
+    batch1 = store.submit(change1.write)
+    assert entered.wait(10)
+    change2 = second.prepare_change(setter(pid=12), sync=True)
+    batch2 = store.submit(change2.write)
+    go.set()
+    assert batch2.done.wait(10) and batch1.done.is_set()
+    assert batch1.error is None
+    with pytest.raises(EvstoreError, match="the disk went away"):
+        batch2.raise_error()
+    log.write = real_write
+    first.finish_change(change1)
+    assert second.status.update_sync(setter(pid=13)).pid == 13  # the store goes on
+    path = store.path
+    store.close()
+    assert reopened_status(path, "c1").pid == 11
+    assert reopened_status(path, "c2").pid == 13
