@@ -235,8 +235,9 @@ class Committer:
                 self._commit(batch, defer=True)
                 with self._cond:
                     batch = self._take() if self._queue else None
-                    self._busy = batch is not None
-            self._tell()
+            self._tell()  # still busy: no leader can be committing (and telling) meanwhile
+            with self._cond:
+                self._busy = False
         if not self._retry and not self._abandoned:
             self._write_plan([], self._policy.plan_all(self._last_pos))
 
