@@ -6,6 +6,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -426,3 +427,20 @@ def test_cli_errors_are_one_line(
     assert result.exit_code == 1
     assert result.stderr == message
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_floors_script_measures_each_floor(tmp_path: Path) -> None:
+    """benchmarks/floors.py (the limits the README cites) runs and prints a figure for each."""
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "floors.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--quick"], capture_output=True, text=True, timeout=300,
+        cwd=tmp_path, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert [line.split(":")[0].split(",")[0] for line in lines] == [
+        "asyncio floor", "in-memory part of status.update", "in-memory part of status.update",
+        "one writer",
+    ]
+    figures = [re.findall(r"\b\d[\d,]*(?:\.\d+)?", line.split(": ", 1)[1]) for line in lines]
+    assert all(float(found[0].replace(",", "")) > 0 for found in figures)
