@@ -30,13 +30,16 @@ def _quietly(callback: Callable[[], object]) -> None:
 
 
 class Batch:
-    """Writes that share one commit, and how that commit ended."""
+    """Writes that share one commit, and how that commit ended.
 
-    __slots__ = ("_callbacks", "_lock", "done", "error", "items", "waiter")
+    Deliberately light (a list, a flag, one lock): a lone writer makes one per update.
+    """
+
+    __slots__ = ("_callbacks", "_lock", "error", "finished", "items", "waiter")
 
     def __init__(self) -> None:
         self.items: list[Write] = []
-        self.done = threading.Event()
+        self.finished = False
         self.error: EvstoreError | None = None
         self.waiter: object = None  # what an event loop's tasks wait on (see ``aio``)
         self._callbacks: list[Callable[[], object]] = []
@@ -45,7 +48,7 @@ class Batch:
     def on_done(self, callback: Callable[[], object]) -> None:
         """Call ``callback()`` (from the committing thread) once the commit has ended."""
         with self._lock:
-            if not self.done.is_set():
+            if not self.finished:
                 self._callbacks.append(callback)
                 return
         callback()
@@ -53,7 +56,7 @@ class Batch:
     def finish(self, error: EvstoreError | None) -> None:
         with self._lock:
             self.error = error
-            self.done.set()
+            self.finished = True
             callbacks, self._callbacks = self._callbacks, []
         for callback in callbacks:
             _quietly(callback)
@@ -64,8 +67,15 @@ class Batch:
             raise type(self.error)(*self.error.args)
 
     def wait(self) -> None:
-        """Block until committed; raise a fresh copy of the commit's error if it failed."""
-        self.done.wait()
+        """Block until committed; raise a fresh copy of the commit's error if it failed.
+
+        Each waiting thread sleeps on a lock of its own, released when the commit ends.
+        """
+        if not self.finished:
+            latch = threading.Lock()
+            latch.acquire()
+            self.on_done(latch.release)
+            latch.acquire()
         self.raise_error()
 
 
@@ -182,14 +192,15 @@ class Committer:
 
     def _take(self) -> Batch:
         batch = self._queue.popleft()
+        if self._pending >= self._max_pending:  # only then can a writer be waiting for space
+            self._space.notify_all()
         self._pending -= len(batch.items)
-        self._space.notify_all()
         return batch
 
     def _lead(self, mine: Batch) -> None:
         while True:
             with self._cond:
-                if mine.done.is_set() or not self._queue:
+                if mine.finished or not self._queue:
                     self._busy = False
                     if self._queue:
                         self._cond.notify()  # the writer thread takes the rest
@@ -279,8 +290,9 @@ class Committer:
         if batch is None:
             return
         batch.finish(None)
-        for listener in list(self._listeners):
-            _quietly(functools.partial(listener, self._last_pos))
+        if self._listeners:
+            for listener in list(self._listeners):
+                _quietly(functools.partial(listener, self._last_pos))
 
     def _write_plan(self, items: list[Write], plan: Plan) -> EvstoreError | None:
         first = self._last_pos + 1
@@ -303,7 +315,8 @@ class Committer:
             # one call per database: no Python round trip per record
             txn.cursor(db=dbs[b"events"]).putmulti(records, append=True)
             txn.cursor(db=dbs[b"index"]).putmulti(index)
-            txn.cursor(db=dbs[b"snapshots"]).putmulti(snapshots)
+            if snapshots:
+                txn.cursor(db=dbs[b"snapshots"]).putmulti(snapshots)
         if plan.checkpoint != self._policy.checkpoint:  # unchanged: spare a page write
             txn.put(b"checkpoint", pack_u64(plan.checkpoint), db=dbs[b"meta"])
         self._tell()

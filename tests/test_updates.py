@@ -924,8 +924,10 @@ def test_batch_is_acknowledged_when_the_next_one_fails(store: Any) -> None:
     assert entered.wait(10)
     change2 = second.prepare_change(setter(pid=12), sync=True)
     batch2 = store.submit(change2.write)
+    second_done = threading.Event()
+    batch2.on_done(second_done.set)
     go.set()
-    assert batch2.done.wait(10) and batch1.done.is_set()
+    assert second_done.wait(10) and batch1.finished
     assert batch1.error is None
     with pytest.raises(EvstoreError, match="the disk went away"):
         batch2.raise_error()
