@@ -159,8 +159,7 @@ class Entry(Generic[S, M]):
         Written flat, with the common case (no change of state) first: this runs once
         per update and its cost bounds the throughput of every front.
         """
-        if self.deleted:
-            raise NotFoundError(f"{self.id}: deleted")
+        self.check_live()
         entries = self._entries
         entries.backend.check_writable()
         old = self.current
