@@ -130,16 +130,7 @@ class Committer:
         with self._gate:
             pass
         with self._lock:
-            queue = self._queue
-            if (  # the common case inline: this runs once per update
-                item is not None and queue and self._pending < self._max_pending
-                and len(items := queue[-1].items) < self._max_batch and not self._closing
-            ):
-                items.append(item)
-                self._pending += 1
-                batch = queue[-1]
-            else:
-                batch = self._join(item)
+            batch = self._join(item)
             if self._idle:
                 self._cond.notify()
             return batch
