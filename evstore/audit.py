@@ -16,12 +16,10 @@ from .codec import (
     RecordError,
     decode_event,
     event_key,
-    index_key,
     parse_event_key,
-    parse_index_key,
-    unpack_u64,
 )
 from .events import ENTITY_NAMES, KIND_NAMES, Entity, Event, Kind, changes_dict
+from .index import Positions
 from .log import Log
 
 PAGE = 1_000
@@ -111,22 +109,19 @@ def history(log: Log, names: Names, ident: str) -> list[Event]:
         enos = enos_of(names, ident)
     found: list[Event] = []
     with log.reading() as txn:
+        positions = Positions(txn, log.dbs)
         for eno in enos:
-            found.extend(_entry_events(txn, log, names, eno))
+            found.extend(_entry_events(txn, log, names, positions, eno))
     found.sort(key=lambda event: event.position)
     return found
 
 
-def _entry_events(txn: Any, log: Log, names: Names, eno: int) -> Iterator[Event]:
-    cursor = txn.cursor(db=log.dbs[b"index"])
-    if not cursor.set_range(index_key(eno, 0)):
-        return
+def _entry_events(
+    txn: Any, log: Log, names: Names, positions: Positions, eno: int
+) -> Iterator[Event]:
     events_db = log.dbs[b"events"]
-    for key, value in cursor:
-        key_eno, seq = parse_index_key(key)
-        if key_eno != eno:
-            return
-        ekey = event_key(unpack_u64(value), eno, seq)
+    for seq, position in positions.of(eno, 0):
+        ekey = event_key(position, eno, seq)
         raw = txn.get(ekey, db=events_db)
         event = to_event(ekey, raw, names) if raw is not None else None
         if event is not None:

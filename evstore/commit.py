@@ -15,8 +15,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from .codec import encode_payload, event_records, pack_u64, seal, snapshot_key
+from .codec import Pair, encode_payload, event_records, pack_u64, seal, snapshot_key
 from .errors import EvstoreError, StoreClosedError, WriteError
+from .index import put_indexed
 from .log import Log
 from .snapshots import Plan, SnapshotPolicy, Write, snapshot_record
 
@@ -84,11 +85,13 @@ class Committer:
 
     def __init__(
         self, log: Log, policy: SnapshotPolicy, last_pos: int, *,
-        max_batch: int, max_pending: int,
+        max_batch: int, max_pending: int, index_every: int, unindexed: list[Pair],
     ) -> None:
         self._log = log
         self._policy = policy
         self._last_pos = last_pos
+        self._index_every = index_every
+        self._unindexed = unindexed  # index records of committed events, put in bulk
         self._max_batch = max_batch
         self._max_pending = max_pending
         # Held by whoever commits while it puts records: py-lmdb lets go of the GIL around
@@ -286,28 +289,45 @@ class Committer:
                 _quietly(functools.partial(listener, self._last_pos))
 
     def _write_plan(self, items: list[Write], plan: Plan) -> EvstoreError | None:
+        """One synced commit of ``items`` and ``plan``. Index records wait in memory until
+        ``index_every`` of them (or a close) make them worth a commit's pages."""
         first = self._last_pos + 1
+        records, index = event_records(first, items)
+        due = len(self._unindexed) + len(index) >= self._index_every or self._closing
+        bulk = self._unindexed + index if due else []
+        indexed = first + len(items) - 1 if due else None
         try:
-            self._log.write(lambda txn: self._put(txn, items, first, plan))
+            self._log.write(lambda txn: self._put(txn, records, plan, (bulk, indexed)))
         except EvstoreError as exc:
             return exc
         except Exception as exc:  # a bug must fail the callers, not kill the writer
             return WriteError(f"commit failed: {exc!r}")
+        if due:
+            self._unindexed = []
+        else:
+            self._unindexed.extend(index)
         return None
 
-    def _put(self, txn: Any, items: list[Write], first: int, plan: Plan) -> None:
+    def _put(
+        self, txn: Any, records: list[Pair], plan: Plan, index: tuple[list[Pair], int | None]
+    ) -> None:
+        """``index``: the index records to put, and how far the index then reaches."""
         dbs = self._log.dbs
-        records, index = event_records(first, items)
+        bulk, indexed = index
         snapshots = [
             (key := snapshot_key(eno), seal(key, encode_payload(snapshot_record(write, pos))))
             for eno, (write, pos) in plan.snapshots.items()
         ]
         with self._gate:
             # one call per database: no Python round trip per record
-            txn.cursor(db=dbs[b"events"]).putmulti(records, append=True)
-            txn.cursor(db=dbs[b"index"]).putmulti(index)
+            if records:
+                txn.cursor(db=dbs[b"events"]).putmulti(records, append=True)
+            if bulk:
+                txn.cursor(db=dbs[b"index"]).putmulti(bulk)
             if snapshots:
                 txn.cursor(db=dbs[b"snapshots"]).putmulti(snapshots)
+        if indexed is not None:
+            put_indexed(txn, dbs, indexed)
         if plan.checkpoint != self._policy.checkpoint:  # unchanged: spare a page write
             txn.put(b"checkpoint", pack_u64(plan.checkpoint), db=dbs[b"meta"])
         self._tell()

@@ -37,10 +37,10 @@ from .codec import (
     event_key,
     index_key,
     parse_event_key,
-    parse_index_key,
     snapshot_key,
 )
 from .errors import CorruptStoreError, StoreLockedError, WriteError
+from .index import Positions
 from .log import Log
 from .pods import restart_seed
 from .recovery import Found, as_write, read_checkpoint, start_of_history, step
@@ -234,10 +234,11 @@ def _drop(plan: _Plan, floor: FloorV1, dbs: dict[bytes, Any], txn: Any) -> tuple
         txn.delete(index_key(eno, seq), db=dbs[b"index"])
         dropped += 1
     removed = []
+    positions = Positions(txn, dbs)  # after the deletes: it reads the log as they left it
     for eno, found in plan.folds.items():
         if eno in kept:
             continue
-        if found.deleted and not _has_events_after(txn, dbs, eno, found.seq):
+        if found.deleted and not _has_events_after(positions, eno, found.seq):
             txn.delete(snapshot_key(eno), db=dbs[b"snapshots"])
             delete_base(txn, dbs, eno)
             removed.append(_name(found))
@@ -247,11 +248,11 @@ def _drop(plan: _Plan, floor: FloorV1, dbs: dict[bytes, Any], txn: Any) -> tuple
     return dropped, removed
 
 
-def _has_events_after(txn: Any, dbs: dict[bytes, Any], eno: int, seq: int) -> bool:
-    cursor = txn.cursor(db=dbs[b"index"])
-    return bool(cursor.set_range(index_key(eno, seq + 1))) and (
-        parse_index_key(cursor.key())[0] == eno
-    )
+def _has_events_after(positions: Positions, eno: int, seq: int) -> bool:
+    try:
+        return next(positions.of(eno, seq + 1), None) is not None
+    except RecordError:
+        return True  # a damaged index record: keep the entry, for verify to name
 
 
 def _name(found: Found) -> str:

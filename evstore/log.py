@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import lmdb
 
-from .codec import STORE_MAGIC
+from .codec import STORE_MAGIC, STORE_MAGIC_V1
 from .errors import (
     CorruptStoreError,
     DiskFullError,
@@ -29,6 +29,7 @@ from .errors import (
     StoreLockedError,
     WriteError,
 )
+from .index import put_indexed
 
 T = TypeVar("T")
 
@@ -251,15 +252,27 @@ def _open_dbs(env: Any, path: Path, readonly: bool, fresh: bool) -> dict[bytes, 
             with env.begin(write=True) as txn:
                 dbs = {name: env.open_db(name, txn=txn) for name in DB_NAMES}
                 txn.put(b"format", STORE_MAGIC, db=dbs[b"meta"])
+                put_indexed(txn, dbs, 0)
         with env.begin() as txn:
             magic = txn.get(b"format", db=dbs[b"meta"])
+        if magic == STORE_MAGIC_V1 and not readonly:
+            _upgrade(env, dbs)
     except lmdb.NotFoundError:
         raise CorruptStoreError(f"{path}: not an evstore store (missing databases)") from None
     except lmdb.Error as exc:
         raise _corrupt(path, exc) from None
-    if magic != STORE_MAGIC:
+    if magic not in (STORE_MAGIC, STORE_MAGIC_V1):
         raise CorruptStoreError(f"{path}: not an evstore store of a known format ({magic!r})")
     return dbs
+
+
+def _upgrade(env: Any, dbs: dict[bytes, Any]) -> None:
+    """First format to second: its index holds every event, so it reaches the last one."""
+    with env.begin(write=True) as txn:
+        cursor = txn.cursor(db=dbs[b"events"])
+        last = int.from_bytes(cursor.key()[:8], "big") if cursor.last() else 0
+        put_indexed(txn, dbs, last)
+        txn.put(b"format", STORE_MAGIC, db=dbs[b"meta"])
 
 
 def _is_empty(env: Any) -> bool:

@@ -17,18 +17,18 @@ import msgspec
 
 from .codec import (
     ContainerEventV1,
+    Pair,
     RecordError,
     SnapshotRecord,
     decode_event,
     decode_snapshot,
     event_key,
-    index_key,
     parse_event_key,
-    parse_index_key,
     parse_snapshot_key,
     unpack_u64,
 )
 from .events import STATUS_TYPES, Entity, Kind, apply, entity_of
+from .index import Positions, unindexed
 from .log import Log
 from .model import ContainerStatus, Metadata, SandboxStatus, Status
 from .retention import NO_FLOOR, read_base, read_floor
@@ -77,6 +77,7 @@ class Recovered:
     last_pos: int
     checkpoint: int
     snap_seq: dict[int, int] = field(default_factory=dict)
+    unindexed: list[Pair] = field(default_factory=list)  # index records not written yet
     dirty: dict[int, Dirty] = field(default_factory=dict)
 
 
@@ -88,11 +89,13 @@ def load(log: Log) -> Recovered:
         checkpoint = read_checkpoint(txn, dbs)
         entries, bad = _read_snapshots(txn, dbs[b"snapshots"], report)
         snap_seq = {eno: found.seq for eno, found in entries.items()}
+        positions = Positions(txn, dbs)
         for eno, reason in bad.items():
-            entries[eno] = _fold_history(txn, dbs, eno, reason)
-        _replay(txn, dbs, entries, bad, checkpoint, report)
+            entries[eno] = _fold_history(txn, dbs, positions, eno, reason)
+        _replay(txn, dbs, positions, entries, bad, checkpoint, report)
         last_pos = last_position(txn, dbs, report)
-    recovered = Recovered(entries, report, last_pos, checkpoint, snap_seq)
+        tail = unindexed(txn, dbs)
+    recovered = Recovered(entries, report, last_pos, checkpoint, snap_seq, tail)
     recovered.dirty = _dirty(entries, bad, checkpoint)
     _finish_report(recovered)
     report.seconds = time.perf_counter() - started
@@ -164,38 +167,33 @@ def start_of_history(txn: Any, dbs: dict[bytes, Any], eno: int) -> Found:
     return Found(eno=eno) if base is None else from_snapshot(eno, base)
 
 
-def _fold_history(txn: Any, dbs: dict[bytes, Any], eno: int, reason: str) -> Found:
+def _fold_history(
+    txn: Any, dbs: dict[bytes, Any], positions: Positions, eno: int, reason: str
+) -> Found:
     """Rebuild an entry whose snapshot is damaged or gone from every event it still has,
-    starting from its base when retention dropped the start of its history."""
+    starting from its base when retention dropped the start of it."""
     found = start_of_history(txn, dbs, eno)
     if found.reason is not None:
         found.reason = f"{reason}; {found.reason}"
         return found
-    cursor = txn.cursor(db=dbs[b"index"])
-    if not cursor.set_range(index_key(eno, found.seq + 1)):
-        if found.seq == 0:
-            found.break_off(f"{reason}; no history to rebuild from")
-        return found
-    for key, value in cursor:
-        key_eno, seq = parse_index_key(key)
-        if key_eno != eno:
-            break
-        try:
-            pos = unpack_u64(value)
-        except RecordError as exc:
-            found.break_off(f"{reason}; index of event {seq}: {exc}")
-            break
-        ekey = event_key(pos, eno, seq)
-        step(found, pos, seq, ekey, txn.get(ekey, db=dbs[b"events"]))
-        if found.reason is not None:
-            found.reason = f"{reason}; {found.reason}"
-            break
+    try:
+        for seq, pos in positions.of(eno, found.seq + 1):
+            ekey = event_key(pos, eno, seq)
+            step(found, pos, seq, ekey, txn.get(ekey, db=dbs[b"events"]))
+            if found.reason is not None:
+                break
+    except RecordError as exc:
+        found.break_off(str(exc))
+    if found.reason is not None:
+        found.reason = f"{reason}; {found.reason}"
+    elif found.seq == 0:
+        found.break_off(f"{reason}; no history to rebuild from")
     return found
 
 
 def _replay(
-    txn: Any, dbs: dict[bytes, Any], entries: dict[int, Found], bad: dict[int, str],
-    checkpoint: int, report: LoadReport,
+    txn: Any, dbs: dict[bytes, Any], positions: Positions, entries: dict[int, Found],
+    bad: dict[int, str], checkpoint: int, report: LoadReport,
 ) -> None:
     cursor = txn.cursor(db=dbs[b"events"])
     if not cursor.set_range(event_key(checkpoint + 1, 0, 0)):
@@ -209,7 +207,7 @@ def _replay(
         found = entries.get(eno)
         if found is None and seq != 1:  # its snapshot is gone: rebuild from its history
             bad[eno] = "snapshot missing"
-            found = entries[eno] = _fold_history(txn, dbs, eno, bad[eno])
+            found = entries[eno] = _fold_history(txn, dbs, positions, eno, bad[eno])
         elif found is None:
             found = entries[eno] = Found(eno=eno)
         if pos <= found.pos:

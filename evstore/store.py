@@ -31,6 +31,8 @@ TUNING_DEFAULTS: dict[str, int] = {
     # (10,000 containers x 50 events: 5,455-5,463 B each at 1,024, 6,574-8,069 B at 8,192)
     "max_batch": 1_024,
     "max_pending": 65_536,  # queued events before writers wait (backpressure)
+    # events whose index records wait in memory to be put together (see ``index``)
+    "index_every": 1_024,
 }
 
 
@@ -127,6 +129,7 @@ class Store:
         return Committer(
             self._log, policy, recovered.last_pos,
             max_batch=self.tuning["max_batch"], max_pending=self.tuning["max_pending"],
+            index_every=self.tuning["index_every"], unindexed=recovered.unindexed,
         )
 
     # -- what entries need of their store (the ``Backend`` protocol) --

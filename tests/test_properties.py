@@ -59,7 +59,9 @@ class StoreModel(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.dir = Path(tempfile.mkdtemp())
-        self.store = evstore.open(self.dir / "s", snapshot_every=2, checkpoint_every=3, probe=False)
+        self.store = evstore.open(
+            self.dir / "s", snapshot_every=2, checkpoint_every=3, index_every=3, probe=False
+        )
         # (kind, id) -> statuses since the last durable one (first item: durable; None: absent)
         self.model: dict[tuple[str, str], list[Status | None]] = {}
 
@@ -144,12 +146,16 @@ class StoreModel(RuleBasedStateMachine):
         self.reopen_only()
 
     def reopen_only(self) -> None:
-        self.store = evstore.open(self.dir / "s", snapshot_every=2, checkpoint_every=3, probe=False)
+        self.store = evstore.open(
+            self.dir / "s", snapshot_every=2, checkpoint_every=3, index_every=3, probe=False
+        )
         assert self.store.load_report.unknown == {}
 
     @rule()
     def crash(self) -> None:
         abandon(self.store)
+        report = check_in_process(self.dir / "s")  # the index, up to its mark, and the tail
+        assert report.ok, report.problems
         self.reopen_only()
         for key, history in self.model.items():
             found = self.lookup(key)
@@ -157,6 +163,11 @@ class StoreModel(RuleBasedStateMachine):
             candidates = [durable(status) for status in history]
             assert found in candidates, (key, found, candidates)
             self.model[key] = [found]
+        feed = [(event.id, event.position) for event in self.store.events()]
+        for ident in {ident for _kind, ident in self.model}:
+            # an entry's history (index, then the log's tail) is its part of the whole log
+            positions = [event.position for event in self.store.history(ident)]
+            assert positions == [pos for name, pos in feed if name == ident]
 
     def lookup(self, key: tuple[str, str]) -> Status | None:
         """By exact id: ``get`` would resolve a deleted id to a live one it prefixes."""
