@@ -92,6 +92,7 @@ class Committer:
         self._last_pos = last_pos
         self._index_every = index_every
         self._unindexed = unindexed  # index records of committed events, put in bulk
+        self._mark = log.first_format  # its first commit says how far the old index reaches
         self._max_batch = max_batch
         self._max_pending = max_pending
         # Held by whoever commits while it puts records: py-lmdb lets go of the GIL around
@@ -295,13 +296,14 @@ class Committer:
         records, index = event_records(first, items)
         due = len(self._unindexed) + len(index) >= self._index_every or self._closing
         bulk = self._unindexed + index if due else []
-        indexed = first + len(items) - 1 if due else None
+        indexed = first + len(items) - 1 if due else (first - 1 if self._mark else None)
         try:
             self._log.write(lambda txn: self._put(txn, records, plan, (bulk, indexed)))
         except EvstoreError as exc:
             return exc
         except Exception as exc:  # a bug must fail the callers, not kill the writer
             return WriteError(f"commit failed: {exc!r}")
+        self._mark = False
         if due:
             self._unindexed = []
         else:

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .codec import (
+    STORE_MAGIC,
     STORE_MAGIC_V1,
     Pair,
     RecordError,
@@ -46,7 +47,10 @@ def read_indexed(txn: Any, dbs: dict[bytes, Any]) -> int:
 
 
 def put_indexed(txn: Any, dbs: dict[bytes, Any], position: int) -> None:
-    txn.put(b"indexed", pack_u64(position), db=dbs[b"meta"])
+    """Say how far the index reaches (and so that the store is of the second format)."""
+    meta = dbs[b"meta"]
+    txn.put(b"indexed", pack_u64(position), db=meta)
+    txn.put(b"format", STORE_MAGIC, db=meta, overwrite=True)
 
 
 def unindexed(txn: Any, dbs: dict[bytes, Any]) -> list[Pair]:

@@ -68,11 +68,13 @@ class Log:
             self._lock_fd = _take_writer_lock(self.path)
         try:
             self._shared = _attach(self._key, self.path, readonly, map_size)
-            self.dbs = _open_dbs(self._shared.env, self.path, readonly, fresh)
+            self.dbs, magic = _open_dbs(self._shared.env, self.path, readonly, fresh)
         except BaseException:
             self._release_lock()
             raise
         self._closed = False
+        # a first-format store, which the writer marks as the second with its first commit
+        self.first_format = magic == STORE_MAGIC_V1
 
     @property
     def env(self) -> Any:
@@ -244,7 +246,9 @@ def _open_env(path: Path, readonly: bool, map_size: int) -> Any:
     return env
 
 
-def _open_dbs(env: Any, path: Path, readonly: bool, fresh: bool) -> dict[bytes, Any]:
+def _open_dbs(
+    env: Any, path: Path, readonly: bool, fresh: bool
+) -> tuple[dict[bytes, Any], bytes]:
     try:
         if readonly or not (fresh or _is_empty(env)):
             dbs = {name: env.open_db(name, create=False) for name in DB_NAMES}
@@ -255,24 +259,13 @@ def _open_dbs(env: Any, path: Path, readonly: bool, fresh: bool) -> dict[bytes, 
                 put_indexed(txn, dbs, 0)
         with env.begin() as txn:
             magic = txn.get(b"format", db=dbs[b"meta"])
-        if magic == STORE_MAGIC_V1 and not readonly:
-            _upgrade(env, dbs)
     except lmdb.NotFoundError:
         raise CorruptStoreError(f"{path}: not an evstore store (missing databases)") from None
     except lmdb.Error as exc:
         raise _corrupt(path, exc) from None
     if magic not in (STORE_MAGIC, STORE_MAGIC_V1):
         raise CorruptStoreError(f"{path}: not an evstore store of a known format ({magic!r})")
-    return dbs
-
-
-def _upgrade(env: Any, dbs: dict[bytes, Any]) -> None:
-    """First format to second: its index holds every event, so it reaches the last one."""
-    with env.begin(write=True) as txn:
-        cursor = txn.cursor(db=dbs[b"events"])
-        last = int.from_bytes(cursor.key()[:8], "big") if cursor.last() else 0
-        put_indexed(txn, dbs, last)
-        txn.put(b"format", STORE_MAGIC, db=dbs[b"meta"])
+    return dbs, magic
 
 
 def _is_empty(env: Any) -> bool:

@@ -86,7 +86,9 @@ def test_first_format_store_opens_and_is_upgraded(store_path: Path) -> None:
     with evstore.open(store_path, readonly=True) as store:
         assert _pids(store, "c0") == [1, 2, 3]
     assert check_in_process(store_path).ok
+    before = (store_path / "data.mdb").read_bytes()
     with evstore.open(store_path, index_every=100) as store:
+        assert (store_path / "data.mdb").read_bytes() == before  # opening writes nothing
         _write(store, containers=2, updates=2, first_pid=4)
         assert _pids(store, "c1") == [1, 2, 3, 4, 5]
         assert check_in_process(store_path).ok
