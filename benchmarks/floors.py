@@ -12,6 +12,9 @@
    is written in bulk, see ``evstore.index``), against the baseline (containerd's temp
    file, fsync, rename) in the same run: the best ratio a store that syncs one LMDB commit
    per update can reach.
+4. a free writer: the harness's own `update`, 1,000-task and 64-thread measures with the
+   writer's commit replaced by nothing that wakes its callers at once (no LMDB at all):
+   the most any faster writer (another thread design, a writer process) could give.
 
 Each is a floor for the matching measure in the harness; the harness's ratio targets need
 the sum of the floors (and the writer's share) to fit under the baseline's time per update.
@@ -21,9 +24,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +36,7 @@ import lmdb
 
 import evstore
 from evstore.bench import runner
-from evstore.commit import Batch
+from evstore.commit import Batch, Committer
 
 TASKS = 1_000
 
@@ -124,6 +129,31 @@ def lmdb_commits(work: Path, seconds: float) -> float:
         env.close()
 
 
+@contextlib.contextmanager
+def _free_writer() -> Iterator[None]:
+    """Every commit ends at once, writing nothing."""
+    real = Committer._commit
+
+    def commit_nothing(self: Committer, batch: Batch, *, defer: bool = False) -> None:
+        batch.finish(None)
+
+    Committer._commit = commit_nothing  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        Committer._commit = real  # type: ignore[method-assign]
+
+
+def free_writer(cfg: runner.BenchConfig, work: Path) -> tuple[float, float, float]:
+    """updates/s of `update` (1 writer), 1,000 async tasks and 64 threads, writing nothing."""
+    with _free_writer():
+        return (
+            runner.evstore_rate(cfg, work / "free-update", 1, sync=False),
+            runner.evstore_async_rate(cfg, work / "free-async", TASKS),
+            runner.evstore_rate(cfg, work / "free-threads", 64, sync=True),
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=3.0)
@@ -145,6 +175,12 @@ def main() -> None:
         base = runner.baseline_rate(cfg, work / "baseline", 1)
         print(f"one writer: raw LMDB {raw:,.0f} synced commits/s, baseline {base:,.0f}/s: "
               f"{raw / base:.2f}x at best")
+        update, tasks, threads = free_writer(cfg, work)
+        base64 = runner.baseline_rate(cfg, work / "baseline64", 64)
+        print(f"free writer (commits write nothing): update {update:,.0f}/s = "
+              f"{update / base:.1f}x, {TASKS:,} async tasks {tasks:,.0f}/s = {tasks / base:.1f}x"
+              f" (of the one-writer baseline), 64 threads {threads:,.0f}/s = "
+              f"{threads / base64:.1f}x (of the 64-writer baseline, {base64:,.0f}/s)")
 
 
 if __name__ == "__main__":
