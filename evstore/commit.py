@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .codec import Pair, encode_payload, event_records, pack_u64, seal, snapshot_key
-from .errors import EvstoreError, StoreClosedError, WriteError
+from .errors import DiskFullError, EvstoreError, StoreClosedError, WriteError
 from .index import put_indexed
 from .log import Log
 from .snapshots import Plan, SnapshotPolicy, Write, snapshot_record
@@ -291,23 +291,34 @@ class Committer:
 
     def _write_plan(self, items: list[Write], plan: Plan) -> EvstoreError | None:
         """One synced commit of ``items`` and ``plan``. Index records wait in memory until
-        ``index_every`` of them (or a close) make them worth a commit's pages."""
+        ``index_every`` of them (or a close) make them worth a commit's pages; on a full
+        disk they wait longer, so that the events, which cannot wait, still go in."""
         first = self._last_pos + 1
         records, index = event_records(first, items)
+        mark = first - 1 if self._mark else None
         due = len(self._unindexed) + len(index) >= self._index_every or self._closing
-        bulk = self._unindexed + index if due else []
-        indexed = first + len(items) - 1 if due else (first - 1 if self._mark else None)
+        error = None
+        if due:
+            error = self._try(records, plan, (self._unindexed + index, first + len(items) - 1))
+            if error is None:
+                self._unindexed = []
+                return None
+        if error is None or isinstance(error, DiskFullError):
+            error = self._try(records, plan, ([], mark))
+            if error is None:
+                self._unindexed.extend(index)
+        return error
+
+    def _try(
+        self, records: list[Pair], plan: Plan, index: tuple[list[Pair], int | None]
+    ) -> EvstoreError | None:
         try:
-            self._log.write(lambda txn: self._put(txn, records, plan, (bulk, indexed)))
+            self._log.write(lambda txn: self._put(txn, records, plan, index))
         except EvstoreError as exc:
             return exc
         except Exception as exc:  # a bug must fail the callers, not kill the writer
             return WriteError(f"commit failed: {exc!r}")
         self._mark = False
-        if due:
-            self._unindexed = []
-        else:
-            self._unindexed.extend(index)
         return None
 
     def _put(

@@ -38,3 +38,14 @@ def test_open_needs_no_room(store_path: Path) -> None:
     with Worker("open_full", store_path) as worker:
         worker.wait_for("opened 11 0")
         worker.wait_for("closed")
+
+
+def test_index_waits_for_room_and_events_do_not(store_path: Path) -> None:
+    with Worker("full_index", store_path) as worker:
+        lines = worker.lines()
+        assert next(lines) == "written 200 0"  # every update went in; the index did not
+        assert next(lines) == "indexed 20301 20301"  # with room again, it did
+        worker.kill()
+    assert verify(store_path).ok
+    with evstore.open(store_path, readonly=True) as store:
+        assert [e.changes.get("pid") for e in store.history("c0")][-3:] == [198, 199, 200]

@@ -101,6 +101,40 @@ def full(path: str) -> None:
     time.sleep(60)
 
 
+def full_index(path: str) -> None:
+    """Small commits under a file-size limit while the index is due: the events go in, the
+    index waits for room."""
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    store = evstore.open(path, index_every=20_250)
+    entries = [
+        store.containers.add(ContainerMetadata(id=f"c{n}"), ContainerStatus(created_at=1))
+        for n in range(200)
+    ]
+    for pid in range(1, 101):  # 20,000 events in a few big commits: none indexed yet
+        for entry in entries:
+            entry.status.update(lambda s, pid=pid: msgspec.structs.replace(s, pid=pid))
+    store.flush()
+    # room for a few pages: enough for small commits (LMDB reuses the pages they free), not
+    # for the 20,250 index records the 50th of them is due to write (over 100 pages)
+    size = os.path.getsize(os.path.join(path, "data.mdb")) + 8 * 4096
+    hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, hard))
+    for pid in range(101, 201):
+        entries[0].status.update_sync(lambda s, pid=pid: msgspec.structs.replace(s, pid=pid))
+    say("written", entries[0].status.get().pid, _indexed(store))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))
+    entries[1].status.update_sync(lambda s: msgspec.structs.replace(s, pid=0))
+    say("indexed", _indexed(store), store.last_position)
+    time.sleep(60)
+
+
+def _indexed(store: evstore.Store) -> int:
+    from evstore.index import read_indexed
+
+    with store._log.reading() as txn:
+        return read_indexed(txn, store._log.dbs)
+
+
 def open_full(path: str) -> None:
     """Open with no room at all to grow the file: opening must not need any."""
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
@@ -127,7 +161,7 @@ if __name__ == "__main__":
     command, target, *rest = sys.argv[1:]
     {
         "build": build, "hammer": hammer, "lazy": lazy, "hold": hold, "full": full,
-        "open_full": open_full,
+        "open_full": open_full, "full_index": full_index,
     }[command](
         target, *[int(arg) for arg in rest if arg.isdigit()]
     )
