@@ -27,6 +27,7 @@ import sniffio
 from . import audit
 from .commit import Batch
 from .entries import Entries, Entry
+from .errors import StoreClosedError
 from .events import Event
 from .model import ContainerMetadata, ContainerStatus, SandboxMetadata, SandboxStatus
 from .recovery import LoadReport
@@ -261,9 +262,12 @@ class Subscription:
         return self
 
     async def __anext__(self) -> Event:
+        """The next event; ``StoreClosedError`` (saying the position reached, to resume from
+        after reopening) once the store is closed and what was read before is used up."""
         while not self._page:
             if self._closed:
                 raise StopAsyncIteration
+            self._check_store_open()
             page, reached = await anyio.to_thread.run_sync(self._read)
             if page:
                 self._page = page
@@ -279,9 +283,20 @@ class Subscription:
         self._closed = True
         self._page = []
 
+    def _check_store_open(self) -> None:
+        if self._store.closed:
+            raise StoreClosedError(
+                f"{self._store.path}: store is closed (this feed had reached position "
+                f"{self._position})"
+            )
+
     def _read(self) -> tuple[list[Event], int]:
         store = self._store
-        return audit.read_page(store._log, store._names, self._position)
+        try:
+            return audit.read_page(store._log, store._names, self._position)
+        except StoreClosedError:  # closed while the page was being asked for
+            self._check_store_open()
+            raise
 
     async def _wait_for_more(self) -> None:
         """Sleep until the log moves past our position (polling a read-only store)."""
@@ -296,8 +311,8 @@ class Subscription:
             call_soon(moved.set)
 
         committer.add_listener(listener)
-        try:
-            if committer.last_position <= self._position:
+        try:  # a close sets ``closed`` before it calls the listeners one last time
+            if committer.last_position <= self._position and not self._store.closed:
                 await moved.wait()
         finally:
             committer.remove_listener(listener)

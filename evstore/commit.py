@@ -123,7 +123,8 @@ class Committer:
         return self._last_pos
 
     def add_listener(self, listener: Listener) -> None:
-        """Call ``listener(last_position)`` after each commit (from the writer thread)."""
+        """Call ``listener(last_position)`` after each commit (from the writer thread), and
+        once more when the committer stops."""
         self._listeners.append(listener)
 
     def remove_listener(self, listener: Listener) -> None:
@@ -210,6 +211,7 @@ class Committer:
             self._cond.notify_all()
             self._space.notify_all()
         self._thread.join()
+        self._call_listeners()  # nothing more will come: followers must not wait for it
         if self._retry and self._async_error is not None:
             error = self._async_error
             raise type(error)(f"{len(self._retry)} updates were never written: {error}")
@@ -225,6 +227,7 @@ class Committer:
             self._cond.notify_all()
             self._space.notify_all()
         self._thread.join()
+        self._call_listeners()
 
     def _run(self) -> None:
         while True:
@@ -285,9 +288,11 @@ class Committer:
         if batch is None:
             return
         batch.finish(None)
-        if self._listeners:
-            for listener in list(self._listeners):
-                _quietly(functools.partial(listener, self._last_pos))
+        self._call_listeners()
+
+    def _call_listeners(self) -> None:
+        for listener in list(self._listeners):
+            _quietly(functools.partial(listener, self._last_pos))
 
     def _write_plan(self, items: list[Write], plan: Plan) -> EvstoreError | None:
         """One synced commit of ``items`` and ``plan``. Index records wait in memory until

@@ -26,6 +26,7 @@ from .errors import (
     DiskFullError,
     EvstoreError,
     NotFoundError,
+    StoreClosedError,
     StoreLockedError,
     WriteError,
 )
@@ -68,8 +69,13 @@ class Log:
             self._lock_fd = _take_writer_lock(self.path)
         try:
             self._shared = _attach(self._key, self.path, readonly, map_size)
-            self.dbs, magic = _open_dbs(self._shared.env, self.path, readonly, fresh)
         except BaseException:
+            self._release_lock()
+            raise
+        try:
+            self.dbs, magic = _open_dbs(self._shared.env, self.path, readonly, fresh)
+        except BaseException:  # not a store after all: let go of its environment too
+            _detach(self._key)
             self._release_lock()
             raise
         self._closed = False
@@ -82,9 +88,13 @@ class Log:
 
     @contextmanager
     def reading(self) -> Iterator[Any]:
-        """A read transaction; the map cannot be resized under it."""
+        """A read transaction; the map cannot be resized, nor the environment closed, under
+        it. Once this log is closed, a read raises ``StoreClosedError``: LMDB would call the
+        closed environment an invalid object, which must not read as a damaged store."""
         shared = self._shared
         with shared.cond:
+            if self._closed:
+                raise StoreClosedError(f"{self.path}: store is closed")
             shared.readers += 1
         try:
             txn = _begin(shared.env, write=False)
@@ -127,7 +137,8 @@ class Log:
     def close(self) -> None:
         if self._closed:
             return
-        self._closed = True
+        with self._shared.cond:
+            self._closed = True  # no read begins after this
         _detach(self._key)
         self._release_lock()
 
@@ -221,6 +232,9 @@ def _detach(key: str) -> None:
         shared.users -= 1
         if shared.users == 0:
             del _registry[key]
+            with shared.cond:  # reads under way end before their environment does
+                while shared.readers:
+                    shared.cond.wait()
             shared.env.close()
 
 

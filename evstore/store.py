@@ -204,6 +204,12 @@ class Store:
             raise StoreClosedError(f"{self.path}: store is closed")
         self.flush()
 
+    @property
+    def closed(self) -> bool:
+        """True once ``close`` has begun: from then on writes and reads of the log raise
+        ``StoreClosedError`` (memory reads such as ``status.get`` still answer)."""
+        return self._closed
+
     def stats(self) -> dict[str, int]:
         """Commits and events written by this open (to show group commit at work)."""
         committer = self._committer
@@ -231,9 +237,9 @@ class Store:
 
 def abandon(store: Store) -> None:
     """Leave a store as a crash would (queued ``update`` events lost): for tests."""
+    store._closed = True  # first: the committer's last call to its listeners must see it
     if store._committer is not None:
         store._committer.abandon()
-    store._closed = True
     store._log.close()
 
 

@@ -7,6 +7,7 @@ import os
 import struct
 from pathlib import Path
 
+import lmdb
 import msgspec
 import pytest
 from crash import Worker
@@ -184,6 +185,17 @@ def test_not_a_store(tmp_path: Path) -> None:
     (tmp_path / "dir" / "other").write_text("x")
     with pytest.raises(evstore.CorruptStoreError):
         evstore.open(tmp_path / "dir")
+
+
+def test_an_lmdb_file_that_is_no_store_is_refused_and_let_go(tmp_path: Path) -> None:
+    with lmdb.open(str(tmp_path / "lmdb")) as env, env.begin(write=True) as txn:
+        txn.put(b"k", b"v")
+    for readonly in (False, True):
+        with pytest.raises(evstore.CorruptStoreError, match="missing databases"):
+            evstore.open(tmp_path / "lmdb", readonly=readonly, probe=False)
+        assert evstore.log._registry == {}  # its environment was closed again
+    with lmdb.open(str(tmp_path / "lmdb")) as env, env.begin() as txn:
+        assert txn.get(b"k") == b"v"  # and left as it was
 
 
 def test_truncated_store_file(store_path: Path) -> None:
