@@ -24,7 +24,7 @@ import anyio
 import anyio.lowlevel
 import sniffio
 
-from . import audit
+from . import audit, inputs
 from .commit import Batch
 from .entries import Entries, Entry
 from .errors import StoreClosedError
@@ -244,7 +244,7 @@ class AsyncStore:
 
     def subscribe(self, since: int = 0) -> Subscription:
         """Every event with ``position > since``: stored ones first, then new ones as they land."""
-        return Subscription(self.sync, self._loop, since)
+        return Subscription(self.sync, self._loop, inputs.since(since))
 
 
 class Subscription:

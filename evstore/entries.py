@@ -16,6 +16,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import msgspec
 
+from . import inputs
 from .codec import EVENT_TYPES, encode_payload
 from .commit import Batch
 from .errors import AlreadyExistsError, AmbiguousIDError, InvalidInputError, NotFoundError
@@ -277,7 +278,7 @@ class Entries(Generic[S, M]):
         entry = self._live.get(id_or_prefix)
         if entry is not None:
             return entry
-        matches = self._matches(id_or_prefix)
+        matches = self._matches(inputs.text("id", id_or_prefix))
         if len(matches) > 1:
             raise AmbiguousIDError(f"{id_or_prefix!r} matches {len(matches)} entries")
         entry = self._live.get(matches[0]) if matches else None

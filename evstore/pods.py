@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import msgspec
 
-from . import audit
+from . import audit, inputs
 from .codec import FloorV1, RestartSeedV1
 from .errors import NotFoundError, StoreClosedError
 from .events import Entity, Kind
@@ -228,6 +228,8 @@ def pod_status(store: Store, uid: str, name: str, namespace: str) -> PodStatus:
     As the kubelet's, the pod is found by ``uid`` alone; ``name`` and ``namespace`` are
     given back as they came. A pod with nothing in the store has empty lists.
     """
+    for what, value in (("uid", uid), ("name", name), ("namespace", namespace)):
+        inputs.text(what, value)
     sandboxes = _live_sandboxes(store)
     containers = [c for c in _live_containers(store) if _container_key(c, sandboxes)[0] == uid]
     # read after listing, so the log holds the created record of every container listed

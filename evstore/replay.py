@@ -16,10 +16,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import msgspec
 
+from . import inputs
 from .audit import enos_of
 from .codec import SnapshotRecord
 from .errors import AmbiguousIDError, HistoryDroppedError, InvalidInputError, NotFoundError
@@ -210,11 +211,5 @@ def _one_bound(**bounds: int | None) -> tuple[str, int]:
     if len(given) != 1:
         raise InvalidInputError(f"give exactly one of {' or '.join(bounds)}")
     ((name, value),) = given.items()
-    if not _is_int(value) or value < 0:
-        raise InvalidInputError(f"{name} must be a non-negative integer, not {value!r}")
-    return name, value
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    return name, inputs.integer(name, value)
 

@@ -22,6 +22,7 @@ from os import PathLike
 import msgspec
 import psycopg
 
+from . import inputs
 from .errors import FleetError, HistoryDroppedError, InvalidInputError
 from .events import Event
 from .fleet import (
@@ -142,8 +143,7 @@ def ship_store(
     opts = options or ShipOptions()
     if not node.strip():
         raise InvalidInputError("the node name must not be empty")
-    if opts.batch < 1:
-        raise InvalidInputError(f"batch must be a positive integer, not {opts.batch!r}")
+    inputs.integer("batch", opts.batch, least=1)
     check_dsn(dsn)
     report = ShipReport(node)
     delay = 0.0

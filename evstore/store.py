@@ -9,7 +9,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from . import audit, replay
+from . import audit, inputs, replay
 from . import pods as kubelet
 from .commit import Batch, Committer
 from .entries import Entries, Entry
@@ -178,11 +178,13 @@ class Store:
 
     def history(self, id: str) -> list[Event]:
         """Every event of ``id``, oldest first, across all its incarnations."""
+        inputs.text("id", id)
         self._check_open()
         return audit.history(self._log, self._names, id)
 
     def events(self, since: int = 0) -> Iterator[Event]:
         """The global feed: every event with ``position > since``, in order."""
+        inputs.since(since)
         self._check_open()
         return audit.events(self._log, self._names, since)
 
@@ -249,8 +251,7 @@ def _tuning(given: dict[str, int]) -> dict[str, int]:
         raise InvalidInputError(f"unknown tuning options: {', '.join(sorted(unknown))}")
     tuning = {**TUNING_DEFAULTS, **given}
     for name, value in tuning.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise InvalidInputError(f"{name} must be a positive integer, not {value!r}")
+        inputs.integer(name, value, least=1)
     return tuning
 
 

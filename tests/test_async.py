@@ -156,6 +156,9 @@ async def test_subscription_aclose_and_readonly_feed(store_path: Path) -> None:
         await feed.aclose()
         with pytest.raises(StopAsyncIteration):
             await feed.__anext__()
+        for since in (-1, "1", 2**64):
+            with pytest.raises(evstore.InvalidInputError, match="since must be"):
+                store.subscribe(since)  # type: ignore[arg-type]
     async with evstore.open_async(store_path, readonly=True) as reader:
         with pytest.raises(evstore.ReadOnlyError):
             await reader.containers.get("c").status.update_sync(bump)

@@ -475,3 +475,26 @@ def test_add_rejects_wrong_types(store: evstore.Store) -> None:
     assert list(store.containers.list()) == []
     assert list(store.sandboxes.list()) == []
     _add_c(store, "x")  # the id was not taken by the failed adds
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda s: s.containers.get(5),
+        lambda s: s.sandboxes.get(None),
+        lambda s: s.containers.delete(b"x"),
+        lambda s: s.history(5),
+        lambda s: s.status_at(None, seq=1),
+        lambda s: s.pod_status(1, "name", "ns"),
+        lambda s: s.events(-1),
+        lambda s: s.events("3"),
+        lambda s: s.events(True),
+        lambda s: s.events(2**64 - 1),  # no position can come after it
+    ],
+)
+def test_reads_reject_wrong_types_with_a_typed_error(store: evstore.Store, call) -> None:  # type: ignore[no-untyped-def]
+    _add_c(store, "x")
+    with pytest.raises(evstore.InvalidInputError, match="must be"):
+        call(store)
+    assert [e.position for e in store.events(2**64 - 2)] == []  # the last one allowed
+    assert store.containers.get("x").status.get().pid == _cstatus().pid  # nothing touched
