@@ -39,6 +39,11 @@ MAX_ID_BYTES = 256
 
 _encoder = msgspec.msgpack.Encoder()
 _UNKNOWN = (ContainerState.UNKNOWN, SandboxState.UNKNOWN)
+# what encoding a wrongly typed value raises: TypeError, OverflowError (an int past 64
+# bits), ValueError (UnicodeEncodeError, and msgspec's own errors)
+_UNSTORABLE = (TypeError, ValueError, OverflowError)
+# where a decoding error points in an event record: the changes and the metadata
+_RECORD_PARTS = (("`$[3]", "`status"), ("`$[4]", "`metadata"))
 
 
 class Backend(Protocol):
@@ -74,6 +79,13 @@ def _keep(new: S, old: S) -> S:
 
 def _copy_resources(resources: ContainerResources) -> ContainerResources:
     """A deep copy; only the Linux part holds mutable containers."""
+    try:
+        return _copy_resource_parts(resources)
+    except TypeError as exc:  # a part that is no struct (a dict, say)
+        raise InvalidInputError(f"status cannot be stored: resources: {exc}") from None
+
+
+def _copy_resource_parts(resources: ContainerResources) -> ContainerResources:
     copy = msgspec.structs.replace(resources)
     linux = copy.linux
     if linux is not None:
@@ -87,8 +99,20 @@ def _copy_resources(resources: ContainerResources) -> ContainerResources:
 
 
 def _clone_metadata(metadata: M) -> M:
-    decoded: M = msgspec.msgpack.decode(_encoder.encode(metadata), type=type(metadata))
+    try:
+        decoded: M = msgspec.msgpack.decode(_encoder.encode(metadata), type=type(metadata))
+    except _UNSTORABLE as exc:
+        where = str(exc).replace("`$", "`metadata")
+        raise InvalidInputError(f"{metadata.id}: metadata cannot be stored: {where}") from None
     return decoded
+
+
+def _readable(exc: Exception) -> str:
+    """A decoding error, pointing at the status or metadata instead of the record."""
+    text = str(exc)
+    for internal, public in _RECORD_PARTS:
+        text = text.replace(internal, public)
+    return text
 
 
 class StatusStorage(Generic[S]):
@@ -163,6 +187,8 @@ class Entry(Generic[S, M]):
         self.check_live()
         entries = self._entries
         entries.backend.check_writable()
+        if not callable(fn):
+            raise InvalidInputError(f"the update fn must be callable, not {type(fn).__name__}")
         old = self.current
         new = fn(clone(old))
         if type(new) is not type(old):
@@ -235,6 +261,7 @@ class Entries(Generic[S, M]):
         self._metadata_type = metadata_type
         self._status_type = status_type
         self._event_type = EVENT_TYPES[entity]
+        self._check_record = msgspec.msgpack.Decoder(self._event_type).decode
         self._live: dict[str, Entry[S, M]] = {}
         self._ids: builtins.list[str] = []  # sorted, for prefix lookup
         self._known: dict[str, tuple[int, int]] = {}  # id -> (eno, last seq), deleted included
@@ -262,7 +289,11 @@ class Entries(Generic[S, M]):
         eno, seq = self._reserve(metadata.id)
         entry = Entry(self, eno, metadata, status, seq)
         changes = diff(STATUS_TYPES[self.entity](), status)
-        return entry, self.make_write(entry, Kind.CREATED, changes, status, sync=True)
+        try:
+            return entry, self.make_write(entry, Kind.CREATED, changes, status, sync=True)
+        except InvalidInputError:
+            self.abort_add(entry)
+            raise
 
     def abort_add(self, entry: Entry[S, M]) -> None:
         with self._lock:
@@ -359,7 +390,15 @@ class Entries(Generic[S, M]):
             now, int(kind), changes or no_changes(self.entity),
             metadata if kind is Kind.CREATED else None,  # type: ignore[arg-type]
         )
+        try:  # a wrongly typed value fails here, before anything is written or shown,
+            # instead of leaving a record no reader can decode (its entry UNKNOWN at open)
+            payload = encode_payload(record)
+            self._check_record(payload)
+        except _UNSTORABLE as exc:
+            raise InvalidInputError(
+                f"{entry.id}: status cannot be stored: {_readable(exc)}"
+            ) from None
         return Write(
-            self.entity, entry.eno, entry.seq + 1, now, encode_payload(record), metadata,
+            self.entity, entry.eno, entry.seq + 1, now, payload, metadata,
             durable_part(status), deleted, sync, repair,
         )

@@ -91,13 +91,22 @@ def entity_of(status: Status) -> Entity:
 
 
 def diff(old: Status, new: Status) -> msgspec.Struct | None:
-    """The durable fields ``new`` sets differently from ``old``; None when there are none."""
+    """The durable fields ``new`` sets differently from ``old``; None when there are none.
+
+    A value of another type counts as different even when equal (``10.0`` for ``10``), so
+    that it goes into the event, where the check on what is written refuses it, instead of
+    staying in memory unchecked until a snapshot writes what cannot be read back.
+    """
     changes_type, durable = _DIFF[type(new)]
     before, after = msgspec.structs.astuple(old), msgspec.structs.astuple(new)
-    if before == after:
-        return None
-    values = [after[i] if after[i] != before[i] else msgspec.UNSET for i in durable]
-    if values.count(msgspec.UNSET) == len(values):
+    unset = msgspec.UNSET
+    values = [  # ``is`` first: most fields are the very objects they were
+        unset if (a := after[i]) is (b := before[i])
+        else a if a != b or type(a) is not type(b)
+        else unset
+        for i in durable
+    ]
+    if values.count(unset) == len(values):
         return None
     return changes_type(*values)
 

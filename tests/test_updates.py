@@ -126,6 +126,73 @@ def test_update_fn_returning_non_status(store_path: Path, bad: Any, method: str)
     assert len(history(store_path, "c1")) == 1
 
 
+UNSTORABLE = {
+    "pid as text": {"pid": "x"},
+    "pid as float": {"pid": 10.5},
+    "pid equal but float": {"pid": 10.0},  # equal, so a diff by value alone would miss it
+    "pid as bool": {"pid": True},
+    "pid past 64 bits": {"pid": 2**70},
+    "reason as int": {"reason": 5},
+    "message not encodable": {"message": "\ud800"},
+    "resources as dict": {"resources": {"linux": {}}},
+    "unified values not text": {
+        "resources": ContainerResources(linux=LinuxContainerResources(unified={"a": 1}))  # type: ignore[dict-item]
+    },
+    "memory limit as float": {
+        "resources": ContainerResources(linux=LinuxContainerResources(memory_limit_in_bytes=1.5))  # type: ignore[arg-type]
+    },
+}
+
+
+@pytest.mark.parametrize("fields", UNSTORABLE.values(), ids=UNSTORABLE.keys())
+@pytest.mark.parametrize("method", ["update", "update_sync"])
+def test_update_fn_returning_a_status_that_cannot_be_stored(
+    store_path: Path, fields: dict[str, Any], method: str
+) -> None:
+    """Bad input loses nothing: refused before anything is written or shown, and the
+    store reopens with every entry as it was (none UNKNOWN, no undecodable record)."""
+    with evstore.open(store_path, snapshot_every=2) as s:
+        entry = add_c(s, "c1", RUNNING)
+        with pytest.raises(evstore.InvalidInputError, match="cannot be stored"):
+            getattr(entry.status, method)(setter(**fields))
+        assert entry.status.get() == RUNNING
+        for pid in (11, 12, 13):  # the entry goes on working, snapshots included
+            entry.status.update_sync(setter(pid=pid))
+    with evstore.open(store_path) as s:
+        assert s.load_report.unknown == {}
+        assert s.containers.get("c1").status.get() == replace(RUNNING, pid=13)
+        assert [e.seq for e in s.history("c1")] == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("fields", UNSTORABLE.values(), ids=UNSTORABLE.keys())
+def test_add_of_a_status_that_cannot_be_stored(store_path: Path, fields: dict[str, Any]) -> None:
+    with evstore.open(store_path) as s:
+        with pytest.raises(evstore.InvalidInputError, match="cannot be stored"):
+            add_c(s, "c1", replace(RUNNING, **fields))
+        add_c(s, "c1", RUNNING)  # the id was not taken
+    with evstore.open(store_path) as s:
+        assert s.load_report.unknown == {}
+        assert [e.id for e in s.containers.list()] == ["c1"]
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [ContainerMetadata("c1", name=5), ContainerMetadata("c1", log_path=b"/x")],  # type: ignore[arg-type]
+)
+def test_add_of_metadata_that_cannot_be_stored(store: Any, metadata: ContainerMetadata) -> None:
+    with pytest.raises(evstore.InvalidInputError, match="cannot be stored"):
+        store.containers.add(metadata, RUNNING)
+    assert store.containers.list() == [] and list(store.events()) == []
+
+
+@pytest.mark.parametrize("method", ["update", "update_sync"])
+def test_update_fn_that_is_not_callable(store: Any, method: str) -> None:
+    entry = add_c(store, "c1", RUNNING)
+    with pytest.raises(evstore.InvalidInputError, match="callable"):
+        getattr(entry.status, method)(None)
+    assert entry.status.get() == RUNNING
+
+
 def test_sandbox_update_fn_returning_container_status(store: Any) -> None:
     entry = add_s(store, "s1")
     with pytest.raises(evstore.InvalidInputError):
