@@ -20,7 +20,7 @@ from . import inputs
 from .codec import EVENT_TYPES, encode_payload
 from .commit import Batch
 from .errors import AlreadyExistsError, AmbiguousIDError, InvalidInputError, NotFoundError
-from .events import STATUS_TYPES, Entity, Kind, classify_move, diff, no_changes
+from .events import Entity, Kind, classify_move, diff, no_changes
 from .model import (
     ContainerMetadata,
     ContainerResources,
@@ -68,13 +68,27 @@ def _keep(new: S, old: S) -> S:
     are equal: what the store holds is never changed in place, so sharing is safe and
     spares a deep copy on every update that leaves them alone."""
     kept = msgspec.structs.replace(new)
-    if isinstance(kept, ContainerStatus) and kept.resources is not None:
-        previous = old.resources  # type: ignore[union-attr]
-        if kept.resources == previous:
-            kept.resources = previous
-        else:
-            kept.resources = _copy_resources(kept.resources)
+    if isinstance(kept, ContainerStatus):
+        if kept.resources is not None:
+            previous = old.resources  # type: ignore[union-attr]
+            if kept.resources == previous:
+                kept.resources = previous
+            else:
+                kept.resources = _copy_resources(kept.resources)
+    elif type(kept.state) is not SandboxState:
+        kept.state = _sandbox_state(kept.state)
     return kept
+
+
+def _sandbox_state(value: object) -> SandboxState:
+    """A sandbox's state as the enum (an int that names one is taken): the store's copy
+    must hold what moves are checked and events named by."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            return SandboxState(value)
+        except ValueError:
+            pass
+    raise InvalidInputError(f"status cannot be stored: state must be a SandboxState, not {value!r}")
 
 
 def _copy_resources(resources: ContainerResources) -> ContainerResources:
@@ -285,10 +299,11 @@ class Entries(Generic[S, M]):
         """Check, reserve the id, and build the created event (not yet visible)."""
         self._check_input(metadata, status)
         self.backend.check_writable()
-        metadata, status = _clone_metadata(metadata), clone(status)
+        metadata, blank = _clone_metadata(metadata), self._status_type()
+        status = _keep(status, blank)
         eno, seq = self._reserve(metadata.id)
         entry = Entry(self, eno, metadata, status, seq)
-        changes = diff(STATUS_TYPES[self.entity](), status)
+        changes = diff(blank, status)
         try:
             return entry, self.make_write(entry, Kind.CREATED, changes, status, sync=True)
         except InvalidInputError:

@@ -3,6 +3,7 @@ names the argument, not a ``TypeError`` from deep inside nor a quiet wrong answe
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from .errors import InvalidInputError
@@ -29,6 +30,16 @@ def integer(name: str, value: Any, *, least: int = 0, most: int | None = None) -
 def since(value: Any) -> int:
     """A feed's starting point: events after this position are read."""
     return integer("since", value, most=MAX_POSITION - 1)
+
+
+def path(value: Any) -> Path:
+    """A store's directory: a ``str`` or a path-like object that gives one."""
+    try:
+        return Path(value)
+    except TypeError:
+        raise InvalidInputError(
+            f"path must be a str or os.PathLike, not {type(value).__name__}"
+        ) from None
 
 
 def text(name: str, value: Any) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -62,15 +61,15 @@ class Store:
         **tuning: int,
     ):
         self.tuning = _tuning(tuning)
-        if probe and Path(path, "data.mdb").exists():
-            run_probe(path, "load")
-        self.path = Path(path)
+        self.path = inputs.path(path)
+        if probe and (self.path / "data.mdb").exists():
+            run_probe(self.path, "load")
         self.readonly = readonly
         self._pid = os.getpid()
         self._generation = _forks.generation
         self._closed = False
         self._eno_lock = threading.Lock()
-        self._log = Log(path, readonly=readonly, map_size=self.tuning["map_size"])
+        self._log = Log(self.path, readonly=readonly, map_size=self.tuning["map_size"])
         try:
             recovered = load(self._log)
         except BaseException:

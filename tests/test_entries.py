@@ -498,3 +498,9 @@ def test_reads_reject_wrong_types_with_a_typed_error(store: evstore.Store, call)
         call(store)
     assert [e.position for e in store.events(2**64 - 2)] == []  # the last one allowed
     assert store.containers.get("x").status.get().pid == _cstatus().pid  # nothing touched
+
+
+@pytest.mark.parametrize("path", [None, 5, b"/tmp/store"])
+def test_open_refuses_a_path_that_is_no_path(path: object) -> None:
+    with pytest.raises(evstore.InvalidInputError, match="path must be"):
+        evstore.open(path)  # type: ignore[arg-type]

@@ -185,6 +185,34 @@ def test_add_of_metadata_that_cannot_be_stored(store: Any, metadata: ContainerMe
     assert store.containers.list() == [] and list(store.events()) == []
 
 
+@pytest.mark.parametrize("state", ["READY", 99, True, None])
+@pytest.mark.parametrize("method", ["update", "update_sync", "add"])
+def test_sandbox_state_that_is_no_state(store_path: Path, state: Any, method: str) -> None:
+    with evstore.open(store_path) as s:
+        if method == "add":
+            with pytest.raises(evstore.InvalidInputError, match="state must be a SandboxState"):
+                s.sandboxes.add(SandboxMetadata("s1"), SandboxStatus(created_at=1, state=state))
+            assert s.sandboxes.list() == [] and list(s.events()) == []
+            return
+        entry = add_s(s, "s1")
+        with pytest.raises(evstore.InvalidInputError, match="state must be a SandboxState"):
+            getattr(entry.status, method)(setter(state=state))
+        assert entry.status.get().state is SandboxState.INIT
+    with evstore.open(store_path) as s:
+        assert s.load_report.unknown == {} and len(s.history("s1")) == 1
+
+
+def test_sandbox_state_given_as_its_number(store: Any) -> None:
+    """An int naming a state is taken as that state: moves are checked and the event is
+    named by it, and the store holds the enum."""
+    entry = add_s(store, "s1")
+    entry.status.update_sync(setter(state=int(SandboxState.READY)))
+    assert entry.status.get().state is SandboxState.READY
+    assert store.history("s1")[-1].type == "ready"
+    with pytest.raises(InvalidTransitionError):
+        entry.status.update_sync(setter(state=int(SandboxState.INIT)))
+
+
 @pytest.mark.parametrize("method", ["update", "update_sync"])
 def test_update_fn_that_is_not_callable(store: Any, method: str) -> None:
     entry = add_c(store, "c1", RUNNING)
