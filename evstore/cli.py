@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 import msgspec
@@ -351,7 +351,13 @@ def history(path: Path, ident: str, as_json: bool) -> None:
         click.echo(events_table(events))
 
 
-class Parsed(click.ParamType[int, Any]):
+if TYPE_CHECKING:  # click 8.5 made ParamType generic; older clicks cannot subscript it
+    ParamType = click.ParamType[int, Any]
+else:
+    ParamType = click.ParamType
+
+
+class Parsed(ParamType):
     """An option value read by one of the ``render`` parsers; its ``ValueError`` is a usage
     error."""
 
