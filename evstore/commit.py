@@ -132,8 +132,9 @@ class Committer:
 
     def submit(self, item: Write | None) -> Batch:
         """Queue a write (None: a barrier) for the writer thread; return its batch at once."""
-        with self._gate:
-            pass
+        if self._gate.locked():  # rarely: spare the common case an acquire and a release
+            with self._gate:
+                pass
         with self._lock:
             batch = self._join(item)
             if self._idle:

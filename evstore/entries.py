@@ -164,6 +164,7 @@ class Entry(Generic[S, M]):
         self.id = metadata.id
         self._metadata = metadata
         self.current = status
+        self.state = status_state(status)  # of ``current``: an update needs it as ``before``
         self.eno = eno
         self.seq = seq
         self.damaged = damaged
@@ -210,7 +211,7 @@ class Entry(Generic[S, M]):
                 f"update fn returned {type(new).__name__}, not {type(old).__name__}"
             )
         kept = _keep(new, old)
-        before, state = status_state(old), status_state(kept)
+        before, state = self.state, status_state(kept)
         kind = Kind.UPDATED
         if state is not before:
             check_move(before, state)
@@ -218,16 +219,16 @@ class Entry(Generic[S, M]):
         changes = diff(old, kept)
         repair = self.damaged and state not in _UNKNOWN
         if changes is None and not repair:
-            return Change(new, kept, None)  # only transient fields moved: nothing to write
+            return Change(new, kept, state, None)  # only transient fields moved: nothing to write
         write = entries.make_write(self, kind, changes, kept, sync=sync, repair=repair)
-        return Change(new, kept, write)
+        return Change(new, kept, state, write)
 
     def finish_change(self, change: Change[S]) -> S:
         """Show a change in memory, once it is written (or queued, for ``update``).
 
         The caller gets back the object its ``fn`` returned; the store keeps its own copy.
         """
-        self.current = change.kept
+        self.current, self.state = change.kept, change.state
         write = change.write
         if write is not None:
             self.seq = write.seq
@@ -261,6 +262,7 @@ class Change(msgspec.Struct, Generic[S], gc=False):
 
     new: S  # what ``fn`` returned: the caller's
     kept: S  # the store's own copy, shown once the write is done
+    state: ContainerState | SandboxState  # of ``kept``
     write: Write | None
 
 

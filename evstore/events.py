@@ -7,6 +7,8 @@ so the log stays small and a reader sees at once what moved.
 from __future__ import annotations
 
 from enum import IntEnum
+from itertools import compress
+from operator import is_not
 from typing import Any
 
 import msgspec
@@ -79,9 +81,22 @@ _DURABLE = {
     for entity in CHANGES_TYPES
 }
 
-# per status type: its changes struct and the tuple index of each of that struct's fields
-_DIFF: dict[type[Status], tuple[type[msgspec.Struct], tuple[int, ...]]] = {
-    STATUS_TYPES[entity]: (CHANGES_TYPES[entity], tuple(index for index, _ in _DURABLE[entity]))
+
+def _slots(entity: Entity) -> tuple[int, ...]:
+    """For each field of the entity's status, its slot in the changes struct (-1: transient)."""
+    slot_of = {index: slot for slot, (index, _) in enumerate(_DURABLE[entity])}
+    return tuple(slot_of.get(i, -1) for i in range(len(STATUS_TYPES[entity].__struct_fields__)))
+
+
+# per status type: its changes struct and how many fields that has, the slot there of each
+# field of the status, and the indexes of those fields (looked up, not built, per update)
+_DIFF: dict[type[Status], tuple[type[msgspec.Struct], int, tuple[int, ...], tuple[int, ...]]] = {
+    STATUS_TYPES[entity]: (
+        CHANGES_TYPES[entity],
+        len(_DURABLE[entity]),
+        _slots(entity),
+        tuple(range(len(_slots(entity)))),
+    )
     for entity in CHANGES_TYPES
 }
 
@@ -97,18 +112,17 @@ def diff(old: Status, new: Status) -> msgspec.Struct | None:
     that it goes into the event, where the check on what is written refuses it, instead of
     staying in memory unchecked until a snapshot writes what cannot be read back.
     """
-    changes_type, durable = _DIFF[type(new)]
+    changes_type, size, slots, fields = _DIFF[type(new)]
     before, after = msgspec.structs.astuple(old), msgspec.structs.astuple(new)
-    unset = msgspec.UNSET
-    values = [  # ``is`` first: most fields are the very objects they were
-        unset if (a := after[i]) is (b := before[i])
-        else a if a != b or type(a) is not type(b)
-        else unset
-        for i in durable
-    ]
-    if values.count(unset) == len(values):
-        return None
-    return changes_type(*values)
+    values: list[Any] | None = None
+    # ``is`` first, in C: most fields are the very objects they were
+    for i in compress(fields, map(is_not, after, before)):
+        slot, a, b = slots[i], after[i], before[i]
+        if slot >= 0 and (a != b or type(a) is not type(b)):
+            if values is None:
+                values = [msgspec.UNSET] * size
+            values[slot] = a
+    return None if values is None else changes_type(*values)
 
 
 def no_changes(entity: Entity) -> msgspec.Struct:
