@@ -82,23 +82,15 @@ _DURABLE = {
 }
 
 
-def _slots(entity: Entity) -> tuple[int, ...]:
-    """For each field of the entity's status, its slot in the changes struct (-1: transient)."""
+def _diff_plan(entity: Entity) -> tuple[type[msgspec.Struct], int, tuple[int, ...], range]:
+    """What ``diff`` needs of a kind of status: its changes struct and how many fields that
+    has, the slot there of each field of the status (-1: transient), and those fields' indexes."""
     slot_of = {index: slot for slot, (index, _) in enumerate(_DURABLE[entity])}
-    return tuple(slot_of.get(i, -1) for i in range(len(STATUS_TYPES[entity].__struct_fields__)))
+    fields = range(len(STATUS_TYPES[entity].__struct_fields__))
+    return CHANGES_TYPES[entity], len(slot_of), tuple(slot_of.get(i, -1) for i in fields), fields
 
 
-# per status type: its changes struct and how many fields that has, the slot there of each
-# field of the status, and the indexes of those fields (looked up, not built, per update)
-_DIFF: dict[type[Status], tuple[type[msgspec.Struct], int, tuple[int, ...], tuple[int, ...]]] = {
-    STATUS_TYPES[entity]: (
-        CHANGES_TYPES[entity],
-        len(_DURABLE[entity]),
-        _slots(entity),
-        tuple(range(len(_slots(entity)))),
-    )
-    for entity in CHANGES_TYPES
-}
+_DIFF = {STATUS_TYPES[entity]: _diff_plan(entity) for entity in CHANGES_TYPES}
 
 
 def entity_of(status: Status) -> Entity:
