@@ -441,6 +441,7 @@ def test_floors_script_measures_each_floor(tmp_path: Path) -> None:
     assert [line.split(":")[0].split(",")[0] for line in lines] == [
         "asyncio floor", "in-memory part of status.update", "in-memory part of status.update",
         "one writer", "free writer (commits write nothing)",
+        "thread hand-off (two threads waking each other)",
     ]
     figures = [re.findall(r"\b\d[\d,]*(?:\.\d+)?", line.split(": ", 1)[1]) for line in lines]
     assert all(float(found[0].replace(",", "")) > 0 for found in figures)
