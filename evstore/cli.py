@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator
-from contextlib import closing, contextmanager
+from contextlib import closing, contextmanager, nullcontext
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -270,7 +270,9 @@ def progress_bar(
         (TextColumn(description), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     )
     hidden = not console.is_terminal or (total is not None and total < min_total)
-    with Progress(*columns, console=console, transient=True, disable=hidden) as bar:
+    bar = Progress(*columns, console=console, transient=True, disable=hidden)
+    # a hidden bar is never started: rich before 14.3 printed a blank line when one stopped
+    with nullcontext() if hidden else bar:
         yield bar, bar.add_task(description, total=total)
 
 

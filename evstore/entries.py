@@ -40,8 +40,9 @@ MAX_ID_BYTES = 256
 _encoder = msgspec.msgpack.Encoder()
 _UNKNOWN = (ContainerState.UNKNOWN, SandboxState.UNKNOWN)
 # what encoding a wrongly typed value raises: TypeError, OverflowError (an int past 64
-# bits), ValueError (UnicodeEncodeError, and msgspec's own errors)
-_UNSTORABLE = (TypeError, ValueError, OverflowError)
+# bits), ValueError (UnicodeEncodeError); decoding it back, msgspec's DecodeError (a
+# ValueError only in newer msgspec releases)
+_UNSTORABLE = (TypeError, ValueError, OverflowError, msgspec.DecodeError)
 # where a decoding error points in an event record: the changes and the metadata
 _RECORD_PARTS = (("`$[3]", "`status"), ("`$[4]", "`metadata"))
 
