@@ -1,6 +1,7 @@
 """A throwaway PostgreSQL server in a temporary directory, for the fleet tests and benchmark.
 
-Debian keeps the server binaries off PATH, in ``/usr/lib/postgresql/<version>/bin``; and
+Debian keeps the server binaries off PATH, in ``/usr/lib/postgresql/<version>/bin`` (other
+systems put them on PATH, where they are looked for next); and
 ``initdb`` refuses to run as root, so when we are root the cluster belongs to the ``postgres``
 user. The server listens on 127.0.0.1 only, on a free port, with trust authentication and its
 socket inside its own directory, so it never meets another server on the machine.
@@ -31,9 +32,16 @@ class ServerError(RuntimeError):
 
 
 def find_bindir() -> Path | None:
-    """The newest Debian PostgreSQL server ``bin`` directory, or None when none is installed."""
+    """The newest Debian PostgreSQL server ``bin`` directory, else the directory on PATH that
+    holds all the server binaries; None when neither is there."""
     found = [p for p in Path("/").glob(BIN_GLOB) if all((p / n).is_file() for n in _NEEDED)]
-    return max(found, key=_version_key, default=None)
+    if found:
+        return max(found, key=_version_key)
+    on_path = {shutil.which(name) for name in _NEEDED}
+    if None in on_path:
+        return None
+    dirs = {Path(found_at).parent for found_at in on_path if found_at is not None}
+    return dirs.pop() if len(dirs) == 1 else None
 
 
 def _version_key(bindir: Path) -> tuple[int, ...]:
@@ -122,8 +130,8 @@ def throwaway_server(fsync: bool = True) -> Iterator[PgServer]:
     bindir = find_bindir()
     if bindir is None:
         raise ServerError(
-            f"no PostgreSQL server binaries (initdb, pg_ctl, postgres) in /{BIN_GLOB};"
-            " install Debian's postgresql package"
+            f"no PostgreSQL server binaries (initdb, pg_ctl, postgres) in /{BIN_GLOB} or"
+            " on PATH; install Debian's postgresql package"
         )
     directory = Path(tempfile.mkdtemp(prefix="evstore-pg-"))
     try:
