@@ -9,6 +9,7 @@ exits 1.
 from __future__ import annotations
 
 import errno
+import io
 import math
 import os
 import signal
@@ -119,6 +120,15 @@ class Cli(click.Group):
 @click.group(cls=Cli)
 def main() -> None:
     """evstore: an event-sourced container and sandbox status store on LMDB."""
+    _escape_what_output_cannot_encode()
+
+
+def _escape_what_output_cannot_encode() -> None:
+    """Output in an encoding that lacks a character of a name or message (ASCII, say) shows
+    it escaped (``caf\\xe9``) instead of dying halfway through a table."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
 
 
 # --- bench ------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ installed console script, in a subprocess, as an operator runs them."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -14,7 +15,14 @@ import msgspec
 import pytest
 
 import evstore
-from evstore import ContainerMetadata, ContainerStatus, SandboxMetadata, SandboxState, SandboxStatus
+from evstore import (
+    ContainerConfig,
+    ContainerMetadata,
+    ContainerStatus,
+    SandboxMetadata,
+    SandboxState,
+    SandboxStatus,
+)
 from evstore.render import columns, entry_object, format_age, format_time, parse_time
 from evstore.replay import states_at
 
@@ -265,3 +273,24 @@ def test_ages_and_columns() -> None:
     assert columns(("id", "n"), [("a", "1"), ("bbb", "22")], right=1).splitlines() == [
         "ID    N", "a     1", "bbb  22",
     ]
+
+
+def test_output_an_ascii_terminal_cannot_show_is_escaped(store_path: Path) -> None:
+    """A name or message with characters the output's encoding lacks is escaped, not a
+    traceback halfway through a table."""
+    with evstore.open(store_path) as store:
+        entry = store.containers.add(
+            ContainerMetadata(id="u1", name="caf\u00e9", config=ContainerConfig(name="caf\u00e9")),
+            ContainerStatus(created_at=1),
+        )
+        entry.status.update_sync(lambda s: msgspec.structs.replace(s, message="d\u00e9j\u00e0"))
+    env = {**os.environ, "PYTHONIOENCODING": "ascii"}
+    shown = {}
+    for args in (["ls"], ["pods", "--all"], ["history", "u1"], ["replay", "--position", "2"]):
+        done = subprocess.run(
+            [EVSTORE, args[0], str(store_path), *args[1:]], capture_output=True, text=True,
+            timeout=120, env=env, check=False,
+        )
+        assert (done.returncode, done.stderr) == (0, ""), args
+        shown[args[0]] = done.stdout
+    assert "caf\\xe9" in shown["pods"]
