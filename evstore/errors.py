@@ -49,6 +49,11 @@ class StoreClosedError(EvstoreError):
     """The store was closed (or opened in a parent process before ``fork()``)."""
 
 
+class StoreAccessError(EvstoreError, PermissionError):
+    """This process may not open the store's files as asked (file permissions, or a
+    read-only filesystem); the store itself is fine."""
+
+
 class CorruptStoreError(EvstoreError):
     """The store file as a whole is damaged or not an evstore store."""
 

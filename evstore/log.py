@@ -26,6 +26,7 @@ from .errors import (
     DiskFullError,
     EvstoreError,
     NotFoundError,
+    StoreAccessError,
     StoreClosedError,
     StoreLockedError,
     WriteError,
@@ -39,6 +40,8 @@ DB_NAMES = (b"events", b"index", b"snapshots", b"meta")
 _DATA_FILE = "data.mdb"
 _LOCK_FILE = "writer.lock"
 _FULL_ERRNOS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+_ACCESS_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS)
+_READER_TABLE = "lock.mdb"  # LMDB's, where even a read-only process registers its readers
 
 
 class _Shared:
@@ -63,8 +66,8 @@ class Log:
         self.path = Path(path)
         self.readonly = readonly
         self._lock_fd: int | None = None
+        self._key = _check_path(self.path, readonly)  # first: it turns EACCES into our error
         fresh = not (self.path / _DATA_FILE).exists()
-        self._key = _check_path(self.path, readonly)
         if not readonly:
             self._lock_fd = _take_writer_lock(self.path)
         try:
@@ -149,6 +152,13 @@ class Log:
 
 
 def _check_path(path: Path, readonly: bool) -> str:
+    try:
+        return _checked_path(path, readonly)
+    except PermissionError as exc:  # a directory or data file this process may not read
+        raise _access_error(path, exc.errno or errno.EACCES) from None
+
+
+def _checked_path(path: Path, readonly: bool) -> str:
     if path.exists() and not path.is_dir():
         raise CorruptStoreError(f"{path}: not an evstore store (not a directory)")
     has_data = (path / _DATA_FILE).exists()
@@ -203,7 +213,12 @@ def _page_size(head: bytes) -> int:
 
 
 def _take_writer_lock(path: Path) -> int:
-    fd = os.open(path / _LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fd = os.open(path / _LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        if exc.errno in _ACCESS_ERRNOS:
+            raise _access_error(path, exc.errno) from None
+        raise
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -251,6 +266,9 @@ def _open_env(path: Path, readonly: bool, map_size: int) -> Any:
             max_readers=512,
         )
     except lmdb.Error as exc:
+        for code in _ACCESS_ERRNOS:  # py-lmdb gives the reason only as text
+            if str(exc).endswith(os.strerror(code)):
+                raise _access_error(path, code) from None
         raise _corrupt(path, exc) from None
     try:
         env.reader_check()  # clear reader slots of processes that died holding them
@@ -311,6 +329,15 @@ def _no_room(path: Path) -> bool:
     limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
     size = (path / _DATA_FILE).stat().st_size
     return limit != resource.RLIM_INFINITY and size + (1 << 20) > limit
+
+
+def _access_error(path: Path, code: int) -> StoreAccessError:
+    """Say what access is missing: even a read-only open writes LMDB's reader table."""
+    return StoreAccessError(
+        f"{path}: {os.strerror(code)}: opening a store needs read access to {_DATA_FILE} and"
+        f" write access to {_READER_TABLE} (LMDB registers readers there, even read-only"
+        " ones); writing also needs write access to the directory and its other files"
+    )
 
 
 def _corrupt(path: Path, exc: BaseException) -> EvstoreError:

@@ -62,7 +62,7 @@ class Store:
     ):
         self.tuning = _tuning(tuning)
         self.path = inputs.path(path)
-        if probe and (self.path / "data.mdb").exists():
+        if probe and os.path.exists(self.path / "data.mdb"):  # unreadable: Log says so
             run_probe(self.path, "load")
         self.readonly = readonly
         self._pid = os.getpid()
