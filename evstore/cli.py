@@ -186,7 +186,7 @@ def bench(
     if from_json is not None:
         result = load_result(from_json)
     else:
-        result = _run_with_progress(_bench_config(quick, directory, repeats), console)
+        result = _run_with_progress(_bench_config(quick, directory, repeats))
     show_result(console, result)
     if json_file is not None:
         # strict JSON: a figure with no baseline (NaN) is written as null
@@ -222,13 +222,8 @@ def _bench_config(quick: bool, directory: Path | None, repeats: int | None) -> B
     return BenchConfig.quick(**overrides) if quick else BenchConfig.full(**overrides)
 
 
-def _run_with_progress(cfg: BenchConfig, console: Console) -> BenchResult:
-    columns = (
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=console, transient=True, refresh_per_second=4) as bar:
-        task = bar.add_task("starting", total=count_steps(cfg))
+def _run_with_progress(cfg: BenchConfig) -> BenchResult:
+    with progress_bar("starting", count_steps(cfg), min_total=0) as (bar, task):
 
         def advance(what: str, done: int, total: int) -> None:
             bar.update(task, description=what, completed=done, total=total)
@@ -275,9 +270,10 @@ def progress_bar(
     """A bar on stderr, shown only on a terminal and for work of at least ``min_total``
     steps (``total=None``: a spinner for work that cannot be counted)."""
     console = Console(stderr=True)
+    text = TextColumn("{task.description}")  # what the work is at, as the caller updates it
     columns = (
-        (SpinnerColumn(), TextColumn(description), TimeElapsedColumn()) if total is None else
-        (TextColumn(description), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        (SpinnerColumn(), text, TimeElapsedColumn()) if total is None else
+        (text, BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     )
     hidden = not console.is_terminal or (total is not None and total < min_total)
     bar = Progress(*columns, console=console, transient=True, disable=hidden)
