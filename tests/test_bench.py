@@ -343,6 +343,7 @@ def test_cli_bench_prints_table_and_json(
          "--plot", str(png)],
     )
     assert result.exit_code == 0, result.output
+    assert result.output.lstrip(" ").startswith("evstore vs containerd")  # no bar left behind
     assert "update_sync/s, 1 writer" in result.output
     assert "3.00x" in result.output and "0.25x" in result.output
     assert "reopen time per container" in result.output  # the growth table
