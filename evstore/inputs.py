@@ -46,3 +46,9 @@ def text(name: str, value: Any) -> str:
     if not isinstance(value, str):
         raise InvalidInputError(f"{name} must be a string, not {type(value).__name__}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """A count given on a script's command line (an argparse ``type``, which reports the
+    ``ValueError`` as an invalid value of this name)."""
+    return integer("count", int(text), least=1)

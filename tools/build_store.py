@@ -9,6 +9,7 @@ exited or updated. Adds are durable one by one; the rest go through ``update`` a
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from functools import partial
@@ -18,6 +19,7 @@ import msgspec
 import evstore
 from evstore import ContainerMetadata, ContainerResources, ContainerStatus, LinuxContainerResources
 from evstore.entries import Entry
+from evstore.inputs import positive_int
 
 SECOND = 1_000_000_000
 
@@ -51,8 +53,21 @@ def _events(entry: Entry[ContainerStatus, ContainerMetadata], n: int, base: int)
         update(lambda s: msgspec.structs.replace(s, message=f"still running {n}"))
 
 
-if __name__ == "__main__":
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("path", help="where to build the store (a new or empty directory)")
+    parser.add_argument("count", type=positive_int, nargs="?", default=10_000, help="containers")
+    args = parser.parse_args()
     started = time.perf_counter()
-    count = int(sys.argv[2]) if len(sys.argv) > 2 else 10_000
-    events = build(sys.argv[1], count)
-    print(f"built {count:,} containers, {events:,} events in {time.perf_counter() - started:.1f} s")
+    try:
+        events = build(args.path, args.count)
+    except evstore.EvstoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    seconds = time.perf_counter() - started
+    print(f"built {args.count:,} containers, {events:,} events in {seconds:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

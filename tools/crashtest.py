@@ -29,6 +29,7 @@ import msgspec
 
 import evstore
 from evstore import ContainerMetadata, ContainerStatus
+from evstore.inputs import positive_int
 from evstore.verify import verify
 
 IDS_PER_WRITER = 6
@@ -169,10 +170,12 @@ def check(path: Path, expect: dict[str, Expect], totals: Totals) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--trials", type=int, default=20)
-    parser.add_argument("--writers", type=int, default=8, help="threads in the writer process")
+    parser.add_argument("--trials", type=positive_int, default=20)
+    parser.add_argument(
+        "--writers", type=positive_int, default=8, help="threads in the writer process"
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--fresh-every", type=int, default=25, help="trials per store")
+    parser.add_argument("--fresh-every", type=positive_int, default=25, help="trials per store")
     parser.add_argument("--dir", type=Path, default=None, help="where to put the stores")
     args = parser.parse_args()
     rng = random.Random(args.seed)
