@@ -157,6 +157,8 @@ class AsyncStatus(Generic[S]):
                 batch = self._store.submit(change.write)
                 if sync:
                     held = await self._loop.wait(batch)
+            elif entry.needs_barrier(change):
+                held = await self._loop.wait(self._store.submit(None))
             result = entry.finish_change(change)
             _reraise(held)
             return result

@@ -53,7 +53,7 @@ class Backend(Protocol):
     def check_writable(self) -> None: ...
     def allocate_eno(self, entity: Entity, id: str) -> int: ...
     def submit(self, write: Write) -> Batch: ...
-    def commit(self, write: Write) -> None: ...
+    def commit(self, write: Write | None) -> None: ...
 
 
 def clone(status: S) -> S:
@@ -170,6 +170,7 @@ class Entry(Generic[S, M]):
         self.seq = seq
         self.damaged = damaged
         self.deleted = False
+        self.unsynced = False  # an ``update`` of it may still be queued, not yet durable
         self.lock = threading.Lock()
         self._entries = entries
         self.status: StatusStorage[S] = StatusStorage(self)
@@ -192,6 +193,8 @@ class Entry(Generic[S, M]):
             change = self.prepare_change(fn, sync=sync)
             if change.write is not None:
                 (backend.commit if sync else backend.submit)(change.write)
+            elif self.needs_barrier(change):
+                backend.commit(None)
             return self.finish_change(change)
 
     def prepare_change(self, fn: Callable[[S], S], *, sync: bool) -> Change[S]:
@@ -220,9 +223,15 @@ class Entry(Generic[S, M]):
         changes = diff(old, kept)
         repair = self.damaged and state not in _UNKNOWN
         if changes is None and not repair:
-            return Change(new, kept, state, None)  # only transient fields moved: nothing to write
+            return Change(new, kept, state, None, sync)  # only transient fields moved
         write = entries.make_write(self, kind, changes, kept, sync=sync, repair=repair)
-        return Change(new, kept, state, write)
+        return Change(new, kept, state, write, sync)
+
+    def needs_barrier(self, change: Change[S]) -> bool:
+        """Whether a durable update that writes nothing must still wait for a commit: one
+        that makes this entry's queued ``update`` events durable, since the status it
+        returns shows them."""
+        return change.write is None and change.sync and self.unsynced
 
     def finish_change(self, change: Change[S]) -> S:
         """Show a change in memory, once it is written (or queued, for ``update``).
@@ -231,6 +240,10 @@ class Entry(Generic[S, M]):
         """
         self.current, self.state = change.kept, change.state
         write = change.write
+        if change.sync:
+            self.unsynced = False  # written durably, or behind a barrier
+        elif write is not None:
+            self.unsynced = True
         if write is not None:
             self.seq = write.seq
             if write.repair:
@@ -265,6 +278,7 @@ class Change(msgspec.Struct, Generic[S], gc=False):
     kept: S  # the store's own copy, shown once the write is done
     state: ContainerState | SandboxState  # of ``kept``
     write: Write | None
+    sync: bool  # the caller waits until it is durable
 
 
 class Entries(Generic[S, M]):

@@ -152,7 +152,8 @@ class Store:
         """Queue a write (None: a barrier) without waiting for it."""
         return self.committer.submit(write)
 
-    def commit(self, write: Write) -> None:
+    def commit(self, write: Write | None) -> None:
+        """Queue a write (None: a barrier) and return once it, and all before it, is durable."""
         self.committer.commit(write)
 
     @property

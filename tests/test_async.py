@@ -7,9 +7,11 @@ from pathlib import Path
 import anyio
 import msgspec
 import pytest
+from test_updates import writer_held
 
 import evstore
 from evstore import ContainerMetadata, ContainerStatus, SandboxMetadata, SandboxState, SandboxStatus
+from evstore.store import abandon
 
 pytestmark = pytest.mark.anyio
 
@@ -94,6 +96,32 @@ async def test_a_failing_fn_fails_only_its_caller(store_path: Path) -> None:
                 group.start_soon(work, entry, broken if n == 3 else bump)
         assert outcomes == {f"c{n}": "failed" if n == 3 else "ok" for n in range(10)}
         assert entries[3].status.get().pid == 0
+
+
+async def test_update_sync_that_records_nothing_waits_for_earlier_updates(
+    store_path: Path,
+) -> None:
+    """As ``update_sync`` of a thread does (see test_updates): an ``update`` still queued is
+    durable before an ``update_sync`` that records nothing returns."""
+    replace = msgspec.structs.replace
+    async with evstore.open_async(store_path) as store:
+        entry = await store.sandboxes.add(SandboxMetadata(id="s1"), SandboxStatus(created_at=1))
+        returned = anyio.Event()
+
+        async def sync_nothing() -> None:
+            await entry.status.update_sync(replace)
+            returned.set()
+
+        with writer_held(store.sync) as release:
+            await entry.status.update(lambda s: replace(s, state=SandboxState.READY))
+            async with anyio.create_task_group() as group:
+                group.start_soon(sync_nothing)
+                await anyio.sleep(0.3)
+                assert not returned.is_set(), "returned while the earlier update was queued"
+                release.set()
+        abandon(store.sync)  # a crash: what is only queued is lost
+    with evstore.open(store_path) as reopened:
+        assert reopened.sandboxes.get("s1").status.get().state is SandboxState.READY
 
 
 async def test_cancelled_update_sync_completes_or_leaves_nothing(store_path: Path) -> None:

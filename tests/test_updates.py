@@ -30,6 +30,7 @@ from evstore import (
     SandboxStatus,
     StoreLockedError,
 )
+from evstore.store import abandon
 
 replace = msgspec.structs.replace
 
@@ -1033,3 +1034,57 @@ def test_batch_is_acknowledged_when_the_next_one_fails(store: Any) -> None:
     store.close()
     assert reopened_status(path, "c1").pid == 11
     assert reopened_status(path, "c2").pid == 13
+
+
+# --- update_sync that records nothing ----------------------------------------------------------
+
+
+@contextlib.contextmanager
+def writer_held(store: Any) -> Any:
+    """Hold every commit of ``store`` until the block ends or the event it gives is set
+    (what is queued stays queued)."""
+    release = threading.Event()
+    log = store._log
+    write = log.write
+
+    def held(body: Any) -> Any:
+        release.wait(10)
+        return write(body)
+
+    log.write = held
+    try:
+        yield release
+    finally:
+        release.set()
+        log.write = write
+
+
+@pytest.mark.parametrize("kind", ["containers", "sandboxes"])
+def test_update_sync_that_records_nothing_still_waits_for_earlier_updates(
+    store_path: Path, kind: str
+) -> None:
+    """``update_sync`` returns a status as durable even when it records nothing itself: an
+    ``update`` of the entry still queued is committed before it returns (found by the
+    property test: READY by ``update``, then an ``update_sync`` that changed nothing, then a
+    crash, reopened as INIT)."""
+    store = evstore.open(store_path)
+    if kind == "containers":
+        entry = add_c(store, "c1", CREATED)
+        later, moved = replace(CREATED, pid=7, started_at=2_000), "pid"
+    else:
+        entry = store.sandboxes.add(SandboxMetadata(id="c1"), SandboxStatus(created_at=1))
+        later, moved = SandboxStatus(created_at=1, state=SandboxState.READY), "state"
+    with writer_held(store):
+        entry.status.update(lambda s: later)
+        returned: list[Any] = []
+        caller = threading.Thread(target=lambda: returned.append(entry.status.update_sync(replace)))
+        caller.start()
+        caller.join(0.3)
+        assert caller.is_alive(), "update_sync returned while the earlier update was queued"
+    caller.join(10)
+    assert getattr(returned[0], moved) == getattr(later, moved)
+    abandon(store)  # a crash: what is only queued is lost
+    with evstore.open(store_path) as reopened:
+        assert getattr(getattr(reopened, kind).get("c1").status.get(), moved) == getattr(
+            later, moved
+        )
