@@ -7,9 +7,11 @@ holds ``tests/fixtures`` (read-only, linked) because the examples are run from a
 - ``python``: a fresh interpreter runs the block; it must exit 0.
 - ``console``: every ``$ command`` line runs in bash; it must fail exactly when the
   transcript shows an ``error:`` line under it, and succeed otherwise. The rest of the
-  transcript (times, ages, sizes) is not compared.
+  transcript (times, ages, sizes) is not compared. ``$DSN`` names a database of the suite's
+  PostgreSQL, the same for the whole document.
 - ``sh``: every line starting with ``evstore`` runs in bash and must exit 0.
-- ``sql``: the statements run in a database of the suite's PostgreSQL, one per document.
+- ``sql``: the statements run in another database of that server, one per document, so
+  that a schema the document shows can be created as shown.
 
 A block that cannot run here is marked on the line before its fence with
 ``<!-- docs-test: skip: why -->``; it shows as a skip with that reason (``pytest -ra`` lists
@@ -21,6 +23,7 @@ silently.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import re
 import subprocess
@@ -79,19 +82,24 @@ class Workspace:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.dsn: str | None = None
+        self.databases: dict[str, str] = {}  # purpose -> DSN, made when first asked for
         (path / "tests").mkdir()
         (path / "tests" / "fixtures").symlink_to(ROOT / "tests" / "fixtures")
 
-    def env(self) -> dict[str, str]:
-        """The environment of every command: this interpreter's scripts first on PATH."""
-        scripts = str(Path(sys.executable).parent)
-        return {**os.environ, "PATH": scripts + os.pathsep + os.environ.get("PATH", "")}
+    def database(self, purpose: str, request: pytest.FixtureRequest) -> str:
+        """The DSN of this document's database for ``purpose``; the server starts only if a
+        document needs one."""
+        if purpose not in self.databases:
+            server: PgServer = request.getfixturevalue("pg_server")
+            self.databases[purpose] = create_database(server, f"docs_{next(_databases)}")
+        return self.databases[purpose]
 
-    def run(self, argv: list[str]) -> subprocess.CompletedProcess[str]:
+    def run(self, argv: list[str], **env: str) -> subprocess.CompletedProcess[str]:
+        """Run ``argv`` here, with this interpreter's scripts first on PATH."""
+        path = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
         return subprocess.run(
-            argv, cwd=self.path, env=self.env(), capture_output=True, text=True,
-            timeout=RUN_TIMEOUT,
+            argv, cwd=self.path, env={**os.environ, "PATH": path, **env}, capture_output=True,
+            text=True, timeout=RUN_TIMEOUT,
         )
 
 
@@ -124,28 +132,67 @@ def console_commands(text: str) -> list[tuple[str, bool]]:
     return commands
 
 
+# Runs a block's evstore commands one after another in one interpreter, through the console
+# script's own entry point, as the shell would (variables expanded, quotes and comments
+# parsed), writing their exit statuses to the file named second: an interpreter and an import
+# per block, not per command, keep the test short.
+_SESSION = """
+import json, os, shlex, sys, traceback
+from importlib.metadata import entry_points
+
+(main,) = [point.load() for point in entry_points(group="console_scripts", name="evstore")]
+commands, out = json.loads(sys.argv[1]), sys.argv[2]
+sys.stderr = sys.stdout  # one stream, in order, for the failure message
+codes = []
+for command in commands:
+    print("$", command, flush=True)
+    sys.argv = shlex.split(os.path.expandvars(command), comments=True)
+    try:
+        code = main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) or exc.code is None else 1
+    except Exception:
+        traceback.print_exc()
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    codes.append(code or 0)
+with open(out, "w") as file:
+    json.dump(codes, file)
+"""
+
+
+def run_commands(space: Workspace, commands: list[str], **env: str) -> tuple[list[int], str]:
+    """The exit status of each command, in order, and everything they printed."""
+    if not all(command.startswith("evstore ") for command in commands):
+        runs = [space.run(["bash", "-c", command], **env) for command in commands]
+        return [run.returncode for run in runs], "".join(r.stdout + r.stderr for r in runs)
+    codes = space.path / ".exit-codes.json"
+    done = space.run([sys.executable, "-c", _SESSION, json.dumps(commands), str(codes)], **env)
+    printed = done.stdout + done.stderr
+    assert done.returncode == 0 and codes.exists(), printed
+    return json.loads(codes.read_text()), printed
+
+
 def run_console(block: Block, space: Workspace, request: pytest.FixtureRequest) -> None:
     commands = console_commands(block.text)
     assert commands, f"{block.name}: a transcript without a '$ ' command"
-    for command, fails in commands:
-        done = space.run(["bash", "-c", command])
-        shown = f"{block.name}: $ {command}\n{done.stdout}\n{done.stderr}"
-        assert (done.returncode != 0) == fails, shown
+    uses_dsn = any("$DSN" in command for command, _ in commands)
+    env = {"DSN": space.database("DSN", request)} if uses_dsn else {}
+    codes, printed = run_commands(space, [command for command, _ in commands], **env)
+    expected = [fails for _, fails in commands]
+    assert [code != 0 for code in codes] == expected, f"{block.name}:\n{printed}"
 
 
 def run_sh(block: Block, space: Workspace, request: pytest.FixtureRequest) -> None:
     commands = [line for line in block.text.splitlines() if line.startswith("evstore ")]
     assert commands, f"{block.name}: runs no evstore command; mark it if it cannot run here"
-    for command in commands:
-        done = space.run(["bash", "-c", command])
-        assert done.returncode == 0, f"{block.name}: $ {command}\n{done.stdout}\n{done.stderr}"
+    codes, printed = run_commands(space, commands)
+    assert codes == [0] * len(commands), f"{block.name}:\n{printed}"
 
 
 def run_sql(block: Block, space: Workspace, request: pytest.FixtureRequest) -> None:
-    if space.dsn is None:  # the server starts only if some document has SQL to run
-        server: PgServer = request.getfixturevalue("pg_server")
-        space.dsn = create_database(server, f"docs_{next(_databases)}")
-    with psycopg.connect(space.dsn, autocommit=True) as conn:
+    with psycopg.connect(space.database("sql", request), autocommit=True) as conn:
         conn.execute(block.text)
 
 
