@@ -4,7 +4,9 @@ The blocks of one document run in order in one fresh directory, as a reader past
 after another would, so an example may use the store an earlier one made. The directory
 holds ``tests/fixtures`` (read-only, linked) because the examples are run from a checkout.
 
-- ``python``: a fresh interpreter runs the block; it must exit 0.
+- ``python``: a fresh interpreter runs the block; it must exit 0, and print what its comments
+  say it prints, in that order: the comment after ``print(...)`` on its line, and the
+  comment lines right under a line that calls ``print``.
 - ``console``: every ``$ command`` line runs in bash; it must fail exactly when the
   transcript shows an ``error:`` line under it, and succeed otherwise. The rest of the
   transcript (times, ages, sizes) is not compared. ``$DSN`` names a database of the suite's
@@ -116,9 +118,35 @@ def workspace_of(tmp_path_factory: pytest.TempPathFactory) -> Callable[[Path], W
     return get
 
 
+def shown_output(code: str) -> list[str]:
+    """The lines the comments of ``code`` say its ``print`` calls print, in order."""
+    shown: list[str] = []
+    after_print = False
+    for line in code.splitlines():
+        text = line.strip()
+        if after_print and text.startswith("# "):
+            shown.append(text[2:])
+            continue
+        statement, _, comment = line.partition("  # ")
+        after_print = "print(" in statement
+        if after_print and comment:
+            shown.append(comment.strip())
+    return shown
+
+
+def is_in_order(wanted: list[str], lines: list[str]) -> bool:
+    """Whether ``wanted`` are among ``lines``, in this order."""
+    rest = iter(lines)
+    return all(any(line.strip() == want for line in rest) for want in wanted)
+
+
 def run_python(block: Block, space: Workspace, request: pytest.FixtureRequest) -> None:
     done = space.run([sys.executable, "-c", block.text])
     assert done.returncode == 0, f"{block.name} failed:\n{done.stdout}\n{done.stderr}"
+    wanted = shown_output(block.text)
+    assert is_in_order(wanted, done.stdout.splitlines()), (
+        f"{block.name} printed:\n{done.stdout}\nwhere its comments show:\n" + "\n".join(wanted)
+    )
 
 
 def console_commands(text: str) -> list[tuple[str, bool]]:
@@ -208,6 +236,13 @@ def test_example_runs(
     runner = RUNNERS.get(block.language)
     assert runner, f"{block.name}: no way to run {block.language or 'plain'!r} blocks; mark it"
     runner(block, workspace_of(block.document), request)
+
+
+def test_shown_output_is_read_from_the_comments() -> None:
+    code = 'x = 1  # not printed\nprint(x)   # 1\nfor y in "ab":\n    print(y)\n# a\n# b\n\n# no\n'
+    assert shown_output(code) == ["1", "a", "b"]
+    assert is_in_order(["1", "b"], ["1", "a", "b"])
+    assert not is_in_order(["b", "a"], ["a", "b"])
 
 
 def test_the_documents_have_examples() -> None:
