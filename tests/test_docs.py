@@ -7,11 +7,11 @@ holds ``tests/fixtures`` (read-only, linked) because the examples are run from a
 - ``python``: a fresh interpreter runs the block; it must exit 0, and print what its comments
   say it prints, in that order: the comment after ``print(...)`` on its line, and the
   comment lines right under a line that calls ``print``.
-- ``console``: every ``$ command`` line runs in bash; it must fail exactly when the
-  transcript shows an ``error:`` line under it, and succeed otherwise. The rest of the
+- ``console``: every ``$ command`` line runs, as the shell would run it; it must fail exactly
+  when the transcript shows an ``error:`` line under it, and succeed otherwise. The rest of the
   transcript (times, ages, sizes) is not compared. ``$DSN`` names a database of the suite's
   PostgreSQL, the same for the whole document.
-- ``sh``: every line starting with ``evstore`` runs in bash and must exit 0.
+- ``sh``: every line starting with ``evstore`` runs, and must exit 0.
 - ``sql``: the statements run in another database of that server, one per document, so
   that a schema the document shows can be created as shown.
 
@@ -183,7 +183,6 @@ for command in commands:
         traceback.print_exc()
         code = 1
     sys.stdout.flush()
-    sys.stderr.flush()
     codes.append(code or 0)
 with open(out, "w") as file:
     json.dump(codes, file)
