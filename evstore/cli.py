@@ -779,5 +779,9 @@ def _footer(result: BenchResult) -> str:
     )
 
 
+from evstore.cli_record import record  # noqa: E402 (its own module; registered here)
+
+main.add_command(record)
+
 if __name__ == "__main__":
     main()
