@@ -7,8 +7,9 @@ memory, so a recorder killed at any moment and started again records no change t
 misses none the runtime still shows.
 
 What is recorded is what the runtime reports, with these exceptions, each said in the status's
-``note`` (so in the event that made it; ``note`` is empty when the status is exactly what the
-runtime reported):
+``note``, so in the event that records it. The note goes with the next recorded change (which
+clears it when the status is then exactly what the runtime reports); a note alone records
+nothing:
 
 - times never go back: a created, started or finished time the store holds is kept when the
   runtime stops reporting it (containerd's "unknown" status after it lost a shim zeroes them);
@@ -403,16 +404,15 @@ class Recorder:
             return
         if not allowed(old, status):
             entry = entries.get(ident)
-            before = entry.metadata
             note = f"added again: {_state_name(old)} -> {_state_name(status)} is not a move " \
                    "the store allows"
             status.note = f"{status.note}; {note}" if status.note else note
             await entry.status.delete()
-            await entries.add(before, status)
+            await entries.add(metadata(), status)
             report.changed += 1
             return
-        if diff(old, status) is None:
-            report.unchanged += 1
+        if diff(old, msgspec.structs.replace(status, note=old.note)) is None:
+            report.unchanged += 1  # a note alone is no change: it rides with the next one
             return
         await entries.get(ident).status.update_sync(lambda _: status)
         report.changed += 1

@@ -33,8 +33,9 @@ from cri_api.v1.api_pb2_grpc import RuntimeServiceStub
 
 IMAGE = "docker.io/evstore/busybox:test"
 BUSYBOX = "/usr/bin/busybox"
-APPLETS = ("sh", "sleep", "dd", "true", "false", "cat", "head", "tail", "yes")
-SHIM_SOCKETS = Path("/run/containerd/s")
+APPLETS = ("sh", "sleep", "dd", "true", "false", "cat", "test", "[", "touch")
+RUN = Path("/run/containerd")  # containerd 1.6 puts shim sockets (s/) and fifos here anyway
+RUN_DIRS = (RUN / "s", RUN / "fifo")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 NODE_NETWORK = 2  # CRI's NamespaceMode.NODE
 
@@ -173,8 +174,7 @@ class Node:
         self.endpoint = f"unix://{self.socket}"
         self.cgroup = f"/evstore-cri-{uuid.uuid4().hex[:8]}"
         self.process: subprocess.Popen[bytes] | None = None
-        self._sockets_before = _shim_sockets()
-        self._made_shim_dir = not SHIM_SOCKETS.exists()
+        self._run_before = _run_files()
         self._channel: grpc.Channel | None = None
         self.cri: RuntimeServiceStub | None = None
         (base / "cni" / "bin").mkdir(parents=True)
@@ -230,7 +230,7 @@ class Node:
     def close(self) -> None:
         """Take everything down; each step runs even when one before it fails."""
         steps = (self._remove_pods, self._stop_daemon, self._kill_shims, self._unmount,
-                 self._remove_cgroups, self._remove_shim_sockets)
+                 self._remove_cgroups, self._remove_run_files)
         for step in steps:
             with contextlib.suppress(Exception):
                 step()
@@ -287,14 +287,11 @@ class Node:
                     _rmdir(path, deadline)
             _rmdir(top, deadline)
 
-    def _remove_shim_sockets(self) -> None:
-        for socket in _shim_sockets() - self._sockets_before:
+    def _remove_run_files(self) -> None:
+        """What appeared in /run/containerd since this node was made."""
+        for path in sorted(_run_files() - self._run_before, key=lambda p: -len(p.parts)):
             with contextlib.suppress(OSError):
-                socket.unlink()
-        if self._made_shim_dir:
-            with contextlib.suppress(OSError):
-                SHIM_SOCKETS.rmdir()
-                SHIM_SOCKETS.parent.rmdir()
+                shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
 
     # driving CRI, as the kubelet would
 
@@ -319,8 +316,9 @@ class Node:
         )
 
     def create(self, pod: str, name: str, command: list[str], *, attempt: int = 0,
-               memory: int = 0, pod_name: str = "") -> str:
-        """A container in ``pod`` running ``command`` (not started)."""
+               memory: int = 0, host_dir: Path | None = None) -> str:
+        """A container in ``pod`` running ``command`` (not started); ``host_dir`` is mounted
+        at ``/host`` in it."""
         assert self.cri is not None
         status = self.cri.PodSandboxStatus(cri.PodSandboxStatusRequest(pod_sandbox_id=pod),
                                            timeout=10).status
@@ -336,6 +334,7 @@ class Node:
                     "io.kubernetes.pod.uid": meta.uid,
                     "io.kubernetes.container.name": name},
             linux=cri.LinuxContainerConfig(resources=resources),
+            mounts=[cri.Mount(container_path="/host", host_path=str(host_dir))] if host_dir else [],
         )
         sandbox_config = self.pod_config(meta.name, meta.namespace, meta.uid, meta.attempt)
         reply = self.cri.CreateContainer(cri.CreateContainerRequest(
@@ -376,11 +375,19 @@ class Node:
         self.cri.RemovePodSandbox(cri.RemovePodSandboxRequest(pod_sandbox_id=pod), timeout=30)
 
 
-def _shim_sockets() -> set[Path]:
-    try:
-        return set(SHIM_SOCKETS.iterdir())
-    except OSError:
-        return set()
+def wait_for_file(name: str, then: str) -> list[str]:
+    """A command that waits until ``/host/NAME`` exists (the test creates it), then runs
+    the shell command ``then``: a container whose state moves when the test says."""
+    return ["/bin/sh", "-c", f"while [ ! -e /host/{name} ]; do sleep 0.02; done; {then}"]
+
+
+def _run_files() -> set[Path]:
+    """/run/containerd, its directories for sockets and fifos and what is in them."""
+    found = {path for path in (RUN, *RUN_DIRS) if path.exists()}
+    for directory in RUN_DIRS:
+        with contextlib.suppress(OSError):
+            found.update(directory.iterdir())
+    return found
 
 
 def _pids_with(needle: str) -> list[int]:
