@@ -21,9 +21,11 @@ nothing:
   seen without a creation time that later has one) is recorded as the entry deleted and added
   again with the runtime's status: its history goes on under the same id.
 
-A pid of 0 means the runtime gave none (containerd reports 0 once a task has exited), so the
-last one seen is kept. A failed list is never taken for an empty one: ``sync`` raises
-``RuntimeUnavailableError`` and deletes nothing. The recorder needs asyncio (gRPC's aio).
+An exited container's status is read again for ten seconds after its exit (containerd may
+learn of an OOM kill after the exit), then no more. A pid of 0 means the runtime gave none
+(containerd reports 0 once a task has exited), so the last one seen is kept. A failed list
+is never taken for an empty one: ``sync`` raises ``RuntimeUnavailableError`` and deletes
+nothing. The recorder needs asyncio (gRPC's aio).
 """
 
 from __future__ import annotations
@@ -63,6 +65,9 @@ EXTRA_HINT = "the CRI client is not installed: pip install 'evstore[cri]'"
 TIMEOUT = 10.0  # seconds for one call; a runtime slower than this counts as down
 FIRST_BACKOFF, MAX_BACKOFF = 0.1, 5.0
 READS = 32  # status reads in flight at once
+# an exit is read again for this long: containerd may learn of an OOM kill after the exit,
+# and its reason then moves from "Error" to "OOMKilled"
+SETTLE_NS = 10 * 1_000_000_000
 _TIMES = ("created_at", "started_at", "finished_at")
 _CRI_CONTAINER_STATES = ("CONTAINER_CREATED", "CONTAINER_RUNNING", "CONTAINER_EXITED",
                          "CONTAINER_UNKNOWN")
@@ -367,10 +372,11 @@ class Recorder:
     async def _sync_containers(self, listed: dict[str, Any], report: SyncReport) -> None:
         entries = self.store.containers
         todo: list[Awaitable[None]] = []
+        settled = time.time_ns() - SETTLE_NS
         for ident, item in listed.items():
             old = _current(entries, ident)
             if (old is not None and item.state == ContainerState.EXITED
-                    and old.state() is ContainerState.EXITED):
+                    and old.state() is ContainerState.EXITED and old.finished_at < settled):
                 report.unchanged += 1  # an exited container's status no longer changes
                 continue
             moved = old is None or item.state != old.state()

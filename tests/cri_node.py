@@ -346,6 +346,11 @@ class Node:
         assert self.cri is not None
         self.cri.StartContainer(cri.StartContainerRequest(container_id=container), timeout=60)
 
+    def stop_container(self, container: str, timeout: int = 0) -> None:
+        assert self.cri is not None
+        self.cri.StopContainer(cri.StopContainerRequest(container_id=container, timeout=timeout),
+                               timeout=60)
+
     def container_status(self, container: str) -> Any:
         assert self.cri is not None
         return self.cri.ContainerStatus(

@@ -132,9 +132,15 @@ def test_oom_killed_container_is_recorded_with_its_reason(node: Node, store_path
     )
     node.start_container(container)
     node.wait_exited(container)
-    sync(store_path, node)
-    with evstore.open(store_path, readonly=True) as store:
-        status = store.containers.get(container).status.get()
+
+    def recorded() -> ContainerStatus:
+        with evstore.open(store_path, readonly=True) as store:
+            return store.containers.get(container).status.get()
+
+    # containerd may hear of the OOM kill after the exit (the reason reads "Error" until
+    # then); the recorder reads a fresh exit again until it settles
+    wait_for(lambda: sync(store_path, node) and recorded().reason == "OOMKilled", timeout=10)
+    status = recorded()
     assert (status.reason, status.exit_code) == ("OOMKilled", 137)
     limits = status.resources.linux if status.resources is not None else None
     assert limits is not None and limits.memory_limit_in_bytes == 16 << 20
