@@ -2,9 +2,11 @@
 
 ``Recorder`` lists the runtime's pod sandboxes and containers, reads the status of those that
 may have moved, and makes the store match: a new one is added, a changed one gets one event
-with the fields that changed, one the runtime no longer lists is deleted. The store is its only
-memory, so a recorder killed at any moment and started again records no change twice and
-misses none the runtime still shows.
+with the fields that changed, one the runtime no longer lists is deleted. A container the list
+shows in the state the store holds is read only on every tenth pass, and on the first after
+connecting, for its resources (the kubelet too reads only what its relist saw move). The
+store is its only memory, so a recorder killed at any moment and started again records no
+change twice and misses none the runtime still shows.
 
 What is recorded is what the runtime reports, with these exceptions, each said in the status's
 ``note``, so in the event that records it. The note goes with the next recorded change (which
@@ -65,6 +67,9 @@ EXTRA_HINT = "the CRI client is not installed: pip install 'evstore[cri]'"
 TIMEOUT = 10.0  # seconds for one call; a runtime slower than this counts as down
 FIRST_BACKOFF, MAX_BACKOFF = 0.1, 5.0
 READS = 32  # status reads in flight at once
+# a container whose listed state has not moved is read (for its resources) on every this
+# many passes only, as the kubelet reads only the pods its relist saw change
+FULL_EVERY = 10
 # an exit is read again for this long: containerd may learn of an OOM kill after the exit,
 # and its reason then moves from "Error" to "OOMKilled"
 SETTLE_NS = 10 * 1_000_000_000
@@ -292,6 +297,7 @@ class Recorder:
         self._channel: Any = None
         self._stub: Any = None
         self._reads = asyncio.Semaphore(READS)
+        self._passes = 0  # since the connection was made: the first pass reads everything
 
     # connection
 
@@ -304,6 +310,7 @@ class Recorder:
     async def aclose(self) -> None:
         """Close the connection (the next call opens a new one)."""
         channel, self._channel, self._stub = self._channel, None, None
+        self._passes = 0
         if channel is not None:
             await channel.close()
 
@@ -324,8 +331,9 @@ class Recorder:
         """Make the store match what the runtime reports now (see the module docstring)."""
         listed = await self._list()
         report = SyncReport(runtime=listed.runtime)
+        full, self._passes = self._passes % FULL_EVERY == 0, self._passes + 1
         await self._sync_sandboxes(listed.sandboxes, report)
-        await self._sync_containers(listed.containers, report)
+        await self._sync_containers(listed.containers, report, full)
         await self._delete_missing(self.store.containers, listed.containers, report)
         await self._delete_missing(self.store.sandboxes, listed.sandboxes, report)
         return report
@@ -369,17 +377,20 @@ class Recorder:
         await self._record(self.store.sandboxes, ident, old, status,
                            lambda: sandbox_metadata(cri_status), report)
 
-    async def _sync_containers(self, listed: dict[str, Any], report: SyncReport) -> None:
+    async def _sync_containers(
+        self, listed: dict[str, Any], report: SyncReport, full: bool
+    ) -> None:
+        """Read the status of the containers that are new or moved (by the list), those
+        that exited lately, and on a full pass every one that has not exited."""
         entries = self.store.containers
         todo: list[Awaitable[None]] = []
         settled = time.time_ns() - SETTLE_NS
         for ident, item in listed.items():
             old = _current(entries, ident)
-            if (old is not None and item.state == ContainerState.EXITED
-                    and old.state() is ContainerState.EXITED and old.finished_at < settled):
-                report.unchanged += 1  # an exited container's status no longer changes
-                continue
             moved = old is None or item.state != old.state()
+            if not moved and not _worth_reading(old, full, settled):
+                report.unchanged += 1
+                continue
             todo.append(self._record_container(item, old, moved, report))
         await _all(todo)
 
@@ -500,6 +511,14 @@ def _current(entries: AsyncEntries[Any, Any], ident: str) -> Any:
         return entry.status.get() if entry.id == ident else None  # not a prefix match
     except KeyError:
         return None
+
+
+def _worth_reading(old: ContainerStatus, full: bool, settled: int) -> bool:
+    """Whether a container the list shows in the state the store holds may still have
+    changed: its resources (read on full passes), or the reason of a fresh exit."""
+    if old.state() is ContainerState.EXITED:
+        return old.finished_at >= settled
+    return full
 
 
 def _sandbox_moved(old: SandboxStatus, item: Any) -> bool:

@@ -351,6 +351,14 @@ class Node:
         self.cri.StopContainer(cri.StopContainerRequest(container_id=container, timeout=timeout),
                                timeout=60)
 
+    def update_memory(self, container: str, memory: int) -> None:
+        assert self.cri is not None
+        self.cri.UpdateContainerResources(cri.UpdateContainerResourcesRequest(
+            container_id=container,
+            linux=cri.LinuxContainerResources(memory_limit_in_bytes=memory,
+                                              memory_swap_limit_in_bytes=memory),
+        ), timeout=30)
+
     def container_status(self, container: str) -> Any:
         assert self.cri is not None
         return self.cri.ContainerStatus(

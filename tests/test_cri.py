@@ -146,6 +146,30 @@ def test_oom_killed_container_is_recorded_with_its_reason(node: Node, store_path
     assert limits is not None and limits.memory_limit_in_bytes == 16 << 20
 
 
+def test_changed_resources_are_recorded_within_ten_passes(node: Node, store_path: Path) -> None:
+    pod = node.run_pod("resources")
+    container = node.create(pod, "app", ["/bin/sleep", "1000"], memory=64 << 20)
+    node.start_container(container)
+
+    async def passes() -> None:
+        async with evstore.open_async(store_path) as store:
+            recorder = Recorder(store, node.endpoint)
+            try:
+                await recorder.sync()
+                node.update_memory(container, 32 << 20)
+                for _ in range(10):
+                    await recorder.sync()
+            finally:
+                await recorder.aclose()
+
+    asyncio.run(passes())
+    with evstore.open(store_path, readonly=True) as store:
+        history = store.history(container)
+    assert [event.type for event in history] == ["created", "updated"]
+    last = history[-1]
+    assert last.changes["resources"]["linux"]["memory_limit_in_bytes"] == 32 << 20
+
+
 def test_kill_9_of_the_recorder_records_nothing_twice_and_loses_nothing(
     node: Node, store_path: Path, tmp_path: Path
 ) -> None:

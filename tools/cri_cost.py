@@ -79,7 +79,7 @@ async def cost(node: Node, path: Path, count: int, idle_syncs: int) -> None:
         await recorder.aclose()
     ours = statistics.median(m[0] for m in idle)
     theirs = statistics.median(m[1] for m in idle)
-    print(f"{count} containers ({count // POD_SIZE} pods), {len(idle)} syncs with no change:")
+    print(f"{count} containers ({-(-count // POD_SIZE)} pods), {len(idle)} syncs with no change:")
     print(f"  CPU per sync: recorder {ours * 1e3:.1f} ms, containerd {theirs * 1e3:.1f} ms"
           " (medians)")
     for what, mine, daemon, report in rows:
