@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from .errors import EvstoreError, InvalidTransitionError
+from .errors import EvstoreError, InvalidInputError, InvalidTransitionError
 from .events import diff
 from .model import (
     ContainerConfig,
@@ -287,8 +287,8 @@ class Recorder:
         timeout: float = TIMEOUT, on_sync: SyncCallback | None = None,
     ) -> None:
         self._grpc, self._cri, self._stub_type = load_client()
-        if not interval > 0:
-            raise ValueError(f"interval must be > 0, not {interval!r}")
+        if not (isinstance(interval, int | float) and interval > 0):
+            raise InvalidInputError(f"interval must be a number of seconds > 0, not {interval!r}")
         self.store = store
         self.endpoint = channel_target(endpoint)
         self.interval = interval
@@ -533,4 +533,14 @@ def _state_name(status: ContainerStatus | SandboxStatus) -> str:
 
 
 async def _all(calls: Iterable[Awaitable[None]]) -> None:
-    await asyncio.gather(*calls)
+    """Run ``calls`` together; when one fails, the others are cancelled and awaited before
+    the error goes on, so nothing of a failed pass keeps running behind it (the store
+    finishes a write it had queued, cancelled or not)."""
+    tasks = [asyncio.ensure_future(call) for call in calls]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise

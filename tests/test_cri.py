@@ -318,3 +318,13 @@ def test_a_runtime_that_does_not_answer_fails_the_sync_and_deletes_nothing(
     with evstore.open(store_path, readonly=True) as store:
         assert store.sandboxes.get(pod).status.get().state is SandboxState.READY
         assert not [e for e in store.events() if e.type == "deleted"]
+
+
+def test_an_interval_that_is_not_positive_is_refused(store_path: Path) -> None:
+    async def make(interval: float) -> None:
+        async with evstore.open_async(store_path) as store:
+            Recorder(store, "/nonexistent.sock", interval=interval)
+
+    for bad in (0, -1.0, float("nan")):
+        with pytest.raises(evstore.InvalidInputError, match="interval"):
+            asyncio.run(make(bad))
