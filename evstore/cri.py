@@ -320,10 +320,12 @@ class Recorder:
         try:
             return await getattr(self._client(), method)(request, timeout=self.timeout)
         except self._grpc.aio.AioRpcError as exc:
-            if exc.code().name == _NOT_FOUND:
-                return None
-            raise RuntimeUnavailableError(f"{method}: {exc.code().name}: {exc.details()}") \
-                from None
+            code, details = exc.code().name, exc.details()
+        # raised out here, so the error holds no gRPC call: older grpcio (1.51) complains at
+        # exit about one that a traceback kept alive that long
+        if code == _NOT_FOUND:
+            return None
+        raise RuntimeUnavailableError(f"{method}: {code}: {details}")
 
     # one pass
 
@@ -486,14 +488,15 @@ class Recorder:
     async def _follow_events(self) -> bool:
         """Sync after each container event; False at once if the runtime has no events."""
         stream = self._client().GetContainerEvents(self._cri.GetEventsRequest())
+        code = "the runtime ended its event stream"
         try:
             async for _event in stream:
                 self._reported(await self.sync())
         except self._grpc.aio.AioRpcError as exc:
-            if exc.code().name == _UNIMPLEMENTED:
-                return False
-            raise RuntimeUnavailableError(f"GetContainerEvents: {exc.code().name}") from None
-        raise RuntimeUnavailableError("the runtime ended its event stream")
+            code = exc.code().name
+        if code == _UNIMPLEMENTED:
+            return False
+        raise RuntimeUnavailableError(f"GetContainerEvents: {code}")
 
     async def _poll(self) -> None:
         """A sync every ``interval`` seconds, from the start of one to the start of the next."""
