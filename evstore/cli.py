@@ -490,7 +490,8 @@ def _some(ids: list[str], shown: int = 10) -> str:
 def import_containerd_command(root: Path, path: Path) -> None:
     """Import containerd's container checkpoints under ROOT into the store at PATH.
 
-    ROOT is containerd's CRI containers directory (ROOT/<id>/status); PATH is created if
+    ROOT is containerd's CRI plugin root or its containers/ directory (<id>/status in it;
+    anything else is refused and nothing written); PATH is created if
     missing. A status that cannot be read comes in as UNKNOWN, as containerd would load it,
     and is listed; ids already in the store are skipped, so a rerun imports nothing twice.
     """
@@ -778,6 +779,10 @@ def _footer(result: BenchResult) -> str:
         f" Python {env['python']}; took {result.seconds:.0f} s."
     )
 
+
+from evstore.cli_record import record  # noqa: E402 (its own module; registered here)
+
+main.add_command(record)
 
 if __name__ == "__main__":
     main()

@@ -63,12 +63,37 @@ def unknown_status(reason: str) -> ContainerStatus:
 
 
 def container_dirs(root: Path) -> list[Path]:
-    """The container directories under ``root``, by name; other files are not containers."""
+    """The container directories under ``root``, by name; other files are not containers.
+
+    ``root`` is the CRI plugin's root (holding ``containers/``) or that ``containers/``
+    directory. Anything else (an empty directory, ``/``, the wrong level) is refused, so
+    that no bogus container enters a history that keeps it forever: at least one
+    directory must hold a status that containerd wrote.
+    """
     if not root.exists():
         raise NotFoundError(f"{root}: no such directory")
     if not root.is_dir():
         raise InvalidInputError(f"{root}: not a directory")
-    return sorted(entry for entry in root.iterdir() if entry.is_dir())
+    where = root / "containers" if (root / "containers").is_dir() else root
+    try:
+        dirs = sorted(entry for entry in where.iterdir() if entry.is_dir())
+    except OSError as exc:
+        raise InvalidInputError(f"{root}: cannot list: {exc.strerror or exc}") from None
+    if not any(_has_status(d) for d in dirs):
+        raise InvalidInputError(
+            f"{root}: no containerd container status in it; give the CRI plugin's root"
+            " (/var/lib/containerd/io.containerd.grpc.v1.cri) or its containers/ directory"
+        )
+    return dirs
+
+
+def _has_status(directory: Path) -> bool:
+    """Whether ``directory/status`` is a status containerd wrote (a readable v1 one)."""
+    try:
+        read_status(directory)
+    except (StatusError, OSError):
+        return False
+    return True
 
 
 def known_ids(store: Store) -> set[str]:
@@ -84,7 +109,8 @@ def import_containerd(
     """Add every container under ``root`` to ``store`` (writable), as containerd's CRI
     ``loadContainer`` would load it.
 
-    Each ``ROOT/<id>/status`` becomes a container with ``ContainerMetadata(id=<id>)`` and its
+    ``root`` is the CRI plugin's root or its ``containers/`` (see ``container_dirs``). Each
+    ``<id>/status`` there becomes a container with ``ContainerMetadata(id=<id>)`` and its
     status. A status that is missing, is not JSON, has a version other than "v1" or fields
     of the wrong type is imported as containerd's unknown status (see ``unknown_status``),
     and the reason is in ``report.unknown``. Ids the store has had before (live or deleted)
@@ -92,7 +118,7 @@ def import_containerd(
     Field names are matched exactly (Go's decoder would also take other letter cases;
     containerd writes only these).
     """
-    dirs = container_dirs(Path(root))
+    dirs = container_dirs(Path(root))  # refuses what is not a CRI root: nothing written
     known = known_ids(store)
     report = ImportReport()
     report.skipped = [d.name for d in dirs if d.name in known]

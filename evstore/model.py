@@ -64,6 +64,7 @@ class ContainerStatus(msgspec.Struct, omit_defaults=True, gc=False):
     removing: bool = False
     unknown: bool = False
     resources: ContainerResources | None = None
+    note: str = ""  # how this differs from what the runtime reported (see evstore.cri)
 
     def state(self) -> ContainerState:
         """Derived as containerd does, in this order, so a stale flag cannot hide an exit."""
@@ -84,6 +85,7 @@ class SandboxStatus(msgspec.Struct, omit_defaults=True, gc=False):
     state: SandboxState = SandboxState.INIT
     exit_status: int = 0
     exited_at: int = 0
+    note: str = ""  # how this differs from what the runtime reported (see evstore.cri)
 
 
 class ContainerConfig(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):

@@ -154,3 +154,42 @@ def test_a_reader_beside_the_importer_sees_the_imported_history(
         import_containerd(FIXTURE, store)
         assert [e.type for e in reader.history("7be1d2aa")] == ["created"]
         assert reader.status_at("7be1d2aa", seq=1) == status_of(store, "7be1d2aa")
+
+
+def test_the_cri_root_or_its_containers_directory_is_taken(
+    store: evstore.Store, tmp_path: Path
+) -> None:
+    plugin = tmp_path / "io.containerd.grpc.v1.cri"
+    shutil.copytree(FIXTURE, plugin / "containers")
+    (plugin / "sandboxes" / "s1").mkdir(parents=True)
+    assert import_containerd(plugin, store).imported == IDS
+
+
+@pytest.mark.parametrize("where", ["empty", "root", "one level up", "one container", "proc"])
+def test_what_is_not_a_cri_root_is_refused_and_nothing_written(
+    store: evstore.Store, tmp_path: Path, where: str
+) -> None:
+    up = tmp_path / "containerd"
+    shutil.copytree(FIXTURE, up / "io.containerd.grpc.v1.cri" / "containers")
+    (tmp_path / "empty").mkdir()
+    root = {
+        "empty": tmp_path / "empty", "root": Path("/"), "one level up": up,
+        "one container": up / "io.containerd.grpc.v1.cri" / "containers" / IDS[0],
+        "proc": Path("/proc"),  # /proc/<pid>/status: files named status, not containerd's
+    }[where]
+    with pytest.raises(evstore.InvalidInputError, match="no containerd container status"):
+        import_containerd(root, store)
+    assert list(store.events()) == []
+
+
+def test_cli_refuses_a_wrong_root_in_one_line(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from evstore.cli import main
+
+    (tmp_path / "empty").mkdir()
+    done = CliRunner().invoke(main, ["import-containerd", str(tmp_path / "empty"),
+                                     str(tmp_path / "store")])
+    assert done.exit_code == 1
+    assert done.output.startswith("error: ") and done.output.count("\n") == 1
+    assert "no containerd container status" in done.output
