@@ -17,7 +17,7 @@ from .events import Entity, Event
 from .log import DEFAULT_MAP_SIZE, Log
 from .model import ContainerMetadata, ContainerStatus, SandboxMetadata, SandboxStatus, Status
 from .pods import Pods, PodStatus
-from .probe import run_probe
+from .probe import probe as probe_store
 from .recovery import LoadReport, Recovered, last_position, load
 from .snapshots import SnapshotPolicy, Write
 
@@ -63,7 +63,7 @@ class Store:
         self.tuning = _tuning(tuning)
         self.path = inputs.path(path)
         if probe and os.path.exists(self.path / "data.mdb"):  # unreadable: Log says so
-            run_probe(self.path, "load")
+            probe_store(self.path)
         self.readonly = readonly
         self._pid = os.getpid()
         self._generation = _forks.generation
