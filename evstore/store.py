@@ -166,6 +166,13 @@ class Store:
     # -- public --
 
     @property
+    def store_id(self) -> str | None:
+        """This store's identity, a random UUID made with it (None for a store made before
+        identities existed that no writer has opened since): ``ship`` refuses to mix two
+        stores' histories under one node by it."""
+        return self._log.store_id
+
+    @property
     def last_position(self) -> int:
         """The position of the newest durable event."""
         if self._committer is not None:
