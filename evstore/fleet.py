@@ -1,9 +1,11 @@
 """The fleet database: every node's log and current state in PostgreSQL, for SQL and ``fleet``.
 
-The two tables are a contract with people who query them, so their names and columns never
+The tables are a contract with people who query them, so their names and columns never
 change meaning: ``evstore_events`` holds every event of every node, keyed by (node, position);
-``evstore_current`` the status of every live entry as of the last event shipped for it.
-Both lead with ``node`` so that, distributed by node (Citus), a node's writes and joins stay
+``evstore_current`` the status of every live entry as of the last event shipped for it;
+``evstore_nodes`` the identity of the store each node's history comes from (a table of its
+own, so that a database made before it gains it with ``create table if not exists``).
+All lead with ``node`` so that, distributed by node (Citus), a node's writes and joins stay
 on one shard.
 """
 

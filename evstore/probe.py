@@ -1,18 +1,20 @@
-"""Walking every page of a store in a child process first, so damage that would crash a
-reader kills only the child.
+"""Reading a store in a child process first, so damage that would crash a reader kills
+only the child.
 
 LMDB 0.9 trusts the sizes and page numbers in its file; bytes overwritten in the wrong
 place can make a read run past the end of the mapping, and the kernel answers with
 SIGBUS, which no Python code can catch. Before a process maps a store, ``probe`` has a
-fresh interpreter read every record of every database of it (so every branch, leaf and
-overflow page of the trees the store reads) and turns that child's death into a
+fresh interpreter read, record by record, what that process is about to read (every
+branch, leaf and overflow page on the way), and turns the child's death into a
 ``CorruptStoreError``.
 
-The child imports only ``lmdb``, without ``site`` (``python -I -S``): it starts in a few
-tens of milliseconds and its walk runs in C, so a probe costs far less than a second load
-of the store would. It is a fresh interpreter, never a ``fork()`` of the caller: an LMDB
-environment must not be shared across a fork. Pages the writer adds later come from a
-sound process; the free list, which only a writer reads, is not walked.
+The child imports only ``lmdb``, without ``site`` (``python -I -S``) and without evstore:
+it starts in a few tens of milliseconds and its walk runs in C, so a probe costs far less
+than the second load of the store it replaces. It is a fresh interpreter, never a
+``fork()`` of the caller: an LMDB environment must not be shared across a fork. An open
+is probed for what opening reads; later reads of older pages (an entry's history, the
+index) and the free list, which only a writer reads, are not walked then, but ``verify``
+walks every record first. Pages a writer adds later come from a sound process.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ def walk(txn, db, start=None):
     cursor = txn.cursor(db=db)
     if start is None or cursor.set_range(start):
         deque(cursor.iternext(), 0)
+    if cursor.last():  # opening reads the newest record, even when nothing is after start
+        cursor.item()
 
 try:
     env = lmdb.open(path, readonly=True, create=False, max_dbs=len(names), map_size=1 << 20)

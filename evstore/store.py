@@ -267,9 +267,10 @@ def open_store(
 ) -> Store:
     """Open (creating if missing, unless ``readonly``) and rebuild every entry.
 
-    An existing store is first loaded in a child process (``probe``), so that a file damaged
-    badly enough to crash its reader (LMDB dies of SIGBUS on some damage) raises
-    ``CorruptStoreError`` here instead of killing this process. ``probe=False`` skips that
-    (about a quarter second and one more load) where a crash on a damaged file is acceptable.
+    What opening reads of an existing store is first read in a child process (``probe``), so
+    that a file damaged badly enough to crash its reader (LMDB dies of SIGBUS on some damage)
+    raises ``CorruptStoreError`` here instead of killing this process. ``probe=False`` skips
+    that (a bare interpreter's start and a walk in C) where a crash on a damaged file is
+    acceptable.
     """
     return Store(path, readonly=readonly, probe=probe, **tuning)
