@@ -34,7 +34,6 @@ from .log import DB_NAMES, _check_path
 # number of records of each database (-1: missing)
 _WALK = """
 import sys
-from collections import deque
 sys.path.insert(0, sys.argv[1])
 import lmdb
 path, scope, names = sys.argv[2], sys.argv[3], sys.argv[4:]
@@ -45,7 +44,7 @@ def position(raw):
 def walk(txn, db, start=None):
     cursor = txn.cursor(db=db)
     if start is None or cursor.set_range(start):
-        deque(cursor.iternext(), 0)
+        all(cursor.iternext())  # reads every (key, value) pair, a tuple never false, in C
     if cursor.last():  # opening reads the newest record, even when nothing is after start
         cursor.item()
 
