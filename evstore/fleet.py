@@ -130,9 +130,9 @@ def claim_node(conn: Connection, node: str, store_id: str) -> str:
         "insert into evstore_nodes (node, store_id) values (%s, %s)"
         " on conflict (node) do nothing", (node, store_id),
     )
-    row = conn.execute("select store_id from evstore_nodes where node = %s", (node,)).fetchone()
-    assert row is not None
-    return str(row[0])
+    recorded = node_identity(conn, node)
+    assert recorded is not None
+    return recorded
 
 
 def node_identity(conn: Connection, node: str) -> str | None:

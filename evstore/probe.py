@@ -24,6 +24,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Literal
 
 import lmdb
 
@@ -50,7 +51,7 @@ def walk(txn, db, start=None):
 
 try:
     env = lmdb.open(path, readonly=True, create=False, max_dbs=len(names), map_size=1 << 20)
-except lmdb.Error as exc:
+except lmdb.Error:
     sys.exit(3)
 try:
     counts, dbs = [], {}
@@ -79,7 +80,9 @@ _LMDB_HOME = os.path.dirname(os.path.dirname(os.path.abspath(lmdb.__file__)))
 _CANNOT_OPEN = 3  # LMDB refused the environment: the caller's own open says why, typed
 
 
-def probe(path: str | os.PathLike[str], scope: str = "load") -> dict[bytes, int] | None:
+def probe(
+    path: str | os.PathLike[str], scope: Literal["load", "all"] = "load"
+) -> dict[bytes, int] | None:
     """Walk the store at ``path`` in a child; return each database's record count, or None
     when LMDB would not open it at all (the caller's own open then raises the typed error).
 

@@ -71,7 +71,7 @@ def count_events(path: str | os.PathLike[str]) -> int:
     """How many events the store holds (to size a progress bar), as the probe counted them
     in its child: this process maps nothing of the store here."""
     counts = probe(path, "all")
-    if counts is None:  # LMDB would not open it: say why, typed (it reads no tree to fail)
+    if counts is None:  # LMDB would not open it in the child: nor here, and Log says why, typed
         Log(path, readonly=True, map_size=1 << 20).close()
         raise CorruptStoreError(f"{path}: store file is damaged or unreadable")
     if b"events" not in counts:
