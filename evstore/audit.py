@@ -118,14 +118,38 @@ def history(log: Log, names: Names, ident: str) -> list[Event]:
 
 def _entry_events(
     txn: Any, log: Log, names: Names, positions: Positions, eno: int
+) -> list[Event]:
+    """``eno``'s events, found through the index. A damaged index record, or one that
+    points at no event, makes this read them from the log itself: its keys hold what the
+    index does, so history stays exactly what the feed shows (``verify`` names the damage)."""
+    try:
+        return list(_indexed_events(txn, log, names, positions, eno))
+    except RecordError:
+        return _scanned_events(txn, log, names, eno)
+
+
+def _indexed_events(
+    txn: Any, log: Log, names: Names, positions: Positions, eno: int
 ) -> Iterator[Event]:
     events_db = log.dbs[b"events"]
     for seq, position in positions.of(eno, 0):
         ekey = event_key(position, eno, seq)
         raw = txn.get(ekey, db=events_db)
-        event = to_event(ekey, raw, names) if raw is not None else None
+        if raw is None:
+            raise RecordError(f"index of event {seq} points at missing position {position}")
+        event = to_event(ekey, raw, names)
         if event is not None:
             yield event
+
+
+def _scanned_events(txn: Any, log: Log, names: Names, eno: int) -> list[Event]:
+    found = []
+    for key, value in txn.cursor(db=log.dbs[b"events"]):
+        if len(key) == 16 and parse_event_key(key)[1] == eno:
+            event = to_event(key, value, names)
+            if event is not None:
+                found.append(event)
+    return found
 
 
 def enos_of(names: Names, ident: str) -> list[int]:

@@ -63,8 +63,7 @@ from evstore.render import (
 )
 from evstore.replay import EntryState, dropped_events, feed_start, replay_feed
 from evstore.shipping import BATCH, BatchReport, Hooks, ShipOptions, ship_store
-from evstore.verify import count_events
-from evstore.verify import verify as verify_store
+from evstore.verify import check_in_process, count_events
 
 
 class UserError(click.ClickException):
@@ -241,9 +240,9 @@ def verify(path: Path) -> None:
 
     Exits 0 only when the store is sound; otherwise lists what it found and exits 1.
     """
-    total = count_events(path)
+    total = count_events(path)  # walks the store in a child first: a damaged page kills only it
     with progress_bar("verifying", total, min_total=50_000) as (bar, task):
-        report = verify_store(path, lambda done: bar.advance(task, done))
+        report = check_in_process(path, lambda done: bar.advance(task, done))
     for problem in report.problems:
         click.echo(f"problem: {problem}")
     verdict = "sound" if report.ok else f"{len(report.problems)} problem(s)"

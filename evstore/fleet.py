@@ -1,9 +1,11 @@
 """The fleet database: every node's log and current state in PostgreSQL, for SQL and ``fleet``.
 
-The two tables are a contract with people who query them, so their names and columns never
+The tables are a contract with people who query them, so their names and columns never
 change meaning: ``evstore_events`` holds every event of every node, keyed by (node, position);
-``evstore_current`` the status of every live entry as of the last event shipped for it.
-Both lead with ``node`` so that, distributed by node (Citus), a node's writes and joins stay
+``evstore_current`` the status of every live entry as of the last event shipped for it;
+``evstore_nodes`` the identity of the store each node's history comes from (a table of its
+own, so that a database made before it gains it with ``create table if not exists``).
+All lead with ``node`` so that, distributed by node (Citus), a node's writes and joins stay
 on one shard.
 """
 
@@ -46,6 +48,11 @@ SCHEMA = (
         status jsonb not null,
         position bigint not null,
         primary key (node, entity, id))""",
+    # which store each node's history comes from (added later: made on the next ship into
+    # a database that predates it, and filled in by that ship)
+    """create table if not exists evstore_nodes (
+        node text primary key,
+        store_id uuid not null)""",
     # one entry's history, and fleet-wide questions over a time window
     "create index if not exists evstore_events_node_id on evstore_events (node, id, position)",
     "create index if not exists evstore_events_time on evstore_events (time)",
@@ -114,6 +121,33 @@ def shipped_position(conn: Connection, node: str) -> int:
         "select max(position) from evstore_events where node = %s", (node,)
     ).fetchone()
     return int(row[0]) if row is not None and row[0] is not None else 0
+
+
+def claim_node(conn: Connection, node: str, store_id: str) -> str:
+    """Record ``store_id`` as the store ``node``'s history comes from, unless one is
+    recorded already; return the recorded one (the first claim wins a race)."""
+    conn.execute(
+        "insert into evstore_nodes (node, store_id) values (%s, %s)"
+        " on conflict (node) do nothing", (node, store_id),
+    )
+    recorded = node_identity(conn, node)
+    assert recorded is not None
+    return recorded
+
+
+def node_identity(conn: Connection, node: str) -> str | None:
+    """The store ``node``'s shipped history comes from; None before its first claim."""
+    row = conn.execute("select store_id from evstore_nodes where node = %s", (node,)).fetchone()
+    return str(row[0]) if row is not None else None
+
+
+def shipped_event(conn: Connection, node: str, position: int) -> tuple[str, int, int] | None:
+    """(id, seq, time) of the event ``node`` shipped at ``position``, if any."""
+    row = conn.execute(
+        "select id, seq, time from evstore_events where node = %s and position = %s",
+        (node, position),
+    ).fetchone()
+    return (str(row[0]), int(row[1]), int(row[2])) if row is not None else None
 
 
 def current_rows(conn: Connection, node: str) -> list[tuple[str, str, Status, int]]:

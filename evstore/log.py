@@ -13,6 +13,7 @@ import os
 import resource
 import struct
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -77,6 +78,7 @@ class Log:
             raise
         try:
             self.dbs, magic = _open_dbs(self._shared.env, self.path, readonly, fresh)
+            self.store_id = _identity(self._shared.env, self.dbs, readonly)
         except BaseException:  # not a store after all: let go of its environment too
             _detach(self._key)
             self._release_lock()
@@ -288,6 +290,7 @@ def _open_dbs(
             with env.begin(write=True) as txn:
                 dbs = {name: env.open_db(name, txn=txn) for name in DB_NAMES}
                 txn.put(b"format", STORE_MAGIC, db=dbs[b"meta"])
+                txn.put(_STORE_ID, uuid.uuid4().bytes, db=dbs[b"meta"])
                 put_indexed(txn, dbs, 0)
         with env.begin() as txn:
             magic = txn.get(b"format", db=dbs[b"meta"])
@@ -298,6 +301,27 @@ def _open_dbs(
     if magic not in (STORE_MAGIC, STORE_MAGIC_V1):
         raise CorruptStoreError(f"{path}: not an evstore store of a known format ({magic!r})")
     return dbs, magic
+
+
+_STORE_ID = b"store_id"  # 16 bytes of a random UUID, put when the store is created
+
+
+def _identity(env: Any, dbs: dict[bytes, Any], readonly: bool) -> str | None:
+    """The store's identity (a UUID, as text). A store made before identities existed gets
+    one at its first writable open, so its writer ships it as itself from then on (a
+    read-only open, or a full disk, leaves it without: None). A damaged one (not 16 bytes)
+    is None too, and is never replaced: the store would pass for another."""
+    meta = dbs[b"meta"]
+    try:
+        with env.begin() as txn:
+            raw = txn.get(_STORE_ID, db=meta)
+        if raw is None and not readonly:
+            raw = uuid.uuid4().bytes
+            with env.begin(write=True) as txn:
+                txn.put(_STORE_ID, raw, db=meta)
+    except lmdb.Error:  # no room for it (or damage, which loading reports): go on without
+        return None
+    return str(uuid.UUID(bytes=raw)) if raw is not None and len(raw) == 16 else None
 
 
 def _is_empty(env: Any) -> bool:

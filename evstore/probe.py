@@ -1,9 +1,20 @@
-"""Reading a store in a child process first, so damage that would crash a reader kills only it.
+"""Reading a store in a child process first, so damage that would crash a reader kills
+only the child.
 
 LMDB 0.9 trusts the sizes and page numbers in its file; bytes overwritten in the wrong
 place can make a read run past the end of the mapping, and the kernel answers with
-SIGBUS, which no Python code can catch. A probe reads what the caller is about to read
-in a throwaway process and turns such a death into a ``CorruptStoreError``.
+SIGBUS, which no Python code can catch. Before a process maps a store, ``probe`` has a
+fresh interpreter read, record by record, what that process is about to read (every
+branch, leaf and overflow page on the way), and turns the child's death into a
+``CorruptStoreError``.
+
+The child imports only ``lmdb``, without ``site`` (``python -I -S``) and without evstore:
+it starts in a few tens of milliseconds and its walk runs in C, so a probe costs far less
+than the second load of the store it replaces. It is a fresh interpreter, never a
+``fork()`` of the caller: an LMDB environment must not be shared across a fork. An open
+is probed for what opening reads; later reads of older pages (an entry's history, the
+index) and the free list, which only a writer reads, are not walked then, but ``verify``
+walks every record first. Pages a writer adds later come from a sound process.
 """
 
 from __future__ import annotations
@@ -12,73 +23,93 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
-from .errors import CorruptStoreError, EvstoreError
+import lmdb
 
-_CHILD = "import sys; from evstore.probe import child_main; child_main(sys.argv[1:])"
-Lines = Callable[[str], None]
+from .errors import CorruptStoreError
+from .log import DB_NAMES, _check_path
 
+# argv: lmdb's directory, the store's path, the scope, the database names; prints the
+# number of records of each database (-1: missing)
+_WALK = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import lmdb
+path, scope, names = sys.argv[2], sys.argv[3], sys.argv[4:]
 
-def run_probe(path: str | os.PathLike[str], task: str, on_line: Lines | None = None) -> str:
-    """Run ``task`` ("load" or "verify") on ``path`` in a child; return its last output line."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _CHILD, task, os.fspath(path)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, sys.path))},
-    )
-    assert proc.stdout is not None and proc.stderr is not None
-    last = ""
-    for line in proc.stdout:
-        last = line.rstrip("\n")
-        if on_line is not None:
-            on_line(last)
-    error = proc.stderr.read().strip()
-    proc.stdout.close()
-    proc.stderr.close()
-    code = proc.wait()
-    if code < 0:
-        name = signal.Signals(-code).name
-        raise CorruptStoreError(f"{path}: store file is damaged (it killed a reader: {name})")
-    if code != 0:
-        raise _rebuild(path, error)
-    return last
+def position(raw):
+    return int.from_bytes(raw, "big") if raw is not None and len(raw) == 8 else 0
 
+def walk(txn, db, start=None):
+    cursor = txn.cursor(db=db)
+    if start is None or cursor.set_range(start):
+        all(cursor.iternext())  # reads every (key, value) pair, a tuple never false, in C
+    if cursor.last():  # opening reads the newest record, even when nothing is after start
+        cursor.item()
 
-def _rebuild(path: str | os.PathLike[str], stderr: str) -> EvstoreError:
-    """The child's error, as the same type when it was one of ours."""
-    import evstore.errors as errors
-
-    last = stderr.splitlines()[-1] if stderr else "no output"
-    name, _, message = last.partition(": ")
-    kind = getattr(errors, name, None)
-    if isinstance(kind, type) and issubclass(kind, EvstoreError):
-        return kind(message)
-    return CorruptStoreError(f"{path}: store file is damaged or unreadable ({last})")
-
-
-def child_main(args: list[str]) -> None:
-    """In the child: do the reading; print the result; report errors as ``Type: message``."""
-    task, path = args
-    try:
-        if task == "load":
-            from .log import Log
-            from .recovery import load
-
-            log = Log(Path(path), readonly=True, map_size=1 << 20)
+try:
+    env = lmdb.open(path, readonly=True, create=False, max_dbs=len(names), map_size=1 << 20)
+except lmdb.Error:
+    sys.exit(3)
+try:
+    counts, dbs = [], {}
+    with env.begin() as txn:
+        walk(txn, None)
+        for name in names:
             try:
-                load(log)
-            finally:
-                log.close()
-            print("ok")
-        else:
-            import msgspec
+                dbs[name] = env.open_db(name.encode(), txn=txn, create=False)
+            except lmdb.NotFoundError:
+                counts.append(-1)
+                continue
+            counts.append(txn.stat(dbs[name])["entries"])
+        meta, start = dbs.get("meta"), None
+        if scope == "load" and meta is not None:
+            start = min(position(txn.get(key, db=meta)) for key in (b"checkpoint", b"indexed"))
+            start = min(start + 1, 2**64 - 1).to_bytes(8, "big")
+        for name, db in dbs.items():
+            if scope == "all" or name != "index":
+                walk(txn, db, start if name == "events" else None)
+except lmdb.Error as exc:
+    print(exc, file=sys.stderr)
+    sys.exit(1)
+print(*counts)
+"""
+_LMDB_HOME = os.path.dirname(os.path.dirname(os.path.abspath(lmdb.__file__)))
+_CANNOT_OPEN = 3  # LMDB refused the environment: the caller's own open says why, typed
 
-            from .verify import check_in_process
 
-            report = check_in_process(path, lambda done: print(f"progress {done}", flush=True))
-            print(msgspec.json.encode(report).decode())
-    except EvstoreError as exc:
-        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
-        sys.exit(1)
+def probe(
+    path: str | os.PathLike[str], scope: Literal["load", "all"] = "load"
+) -> dict[bytes, int] | None:
+    """Walk the store at ``path`` in a child; return each database's record count, or None
+    when LMDB would not open it at all (the caller's own open then raises the typed error).
+
+    ``scope`` "load" reads what opening a store reads (its meta and snapshot databases,
+    and the log after the checkpoint or the index mark, whichever is older: a cost that
+    grows with the entries and ``checkpoint_every``, not with the history); "all" reads
+    every record of every database, as ``verify`` does.
+
+    Raises ``CorruptStoreError`` when the walk killed the child or LMDB found a page it
+    cannot read, and what ``Log`` raises for a path that is no store (checked first, with
+    plain reads, as is a data file shorter than its header says).
+    """
+    store = Path(path)
+    _check_path(store, readonly=True)
+    names = [name.decode() for name in DB_NAMES]
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", _WALK, _LMDB_HOME, str(store), scope, *names],
+        capture_output=True, text=True, check=False,
+    )
+    if done.returncode < 0:
+        name = signal.Signals(-done.returncode).name
+        raise CorruptStoreError(f"{store}: store file is damaged (it killed a reader: {name})")
+    if done.returncode == _CANNOT_OPEN:
+        return None
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines()
+        reason = lines[-1] if lines else f"exit status {done.returncode}"
+        raise CorruptStoreError(f"{store}: store file is damaged or unreadable ({reason})")
+    counts = map(int, done.stdout.split())
+    return {name: count for name, count in zip(DB_NAMES, counts, strict=True) if count >= 0}

@@ -28,10 +28,13 @@ from .events import Event
 from .fleet import (
     Connection,
     check_dsn,
+    claim_node,
     connect,
     current_rows,
     ensure_schema,
+    node_identity,
     one_line,
+    shipped_event,
     shipped_position,
 )
 from .model import Status
@@ -183,6 +186,7 @@ class Session:
         self.node = node
         ensure_schema(conn)
         self.position = shipped_position(conn, node)
+        check_identity(conn, store, node, self.position)
         dropped = feed_start(store).floor.position
         if self.position < dropped:  # exactly once would be a lie: refuse, say why
             raise HistoryDroppedError(
@@ -256,6 +260,49 @@ class Session:
                     (entity, ident, state_name(status), _encoder.encode(status).decode(), position)
                 )
         return upserts, deletes
+
+
+def check_identity(conn: Connection, store: Store, node: str, shipped: int) -> None:
+    """Refuse (``FleetError``) to ship ``store`` as ``node`` when the database holds another
+    store's history for that node, or more of it than the store has: shipping would mix
+    two histories, or skip the store's first events. A node shipped before identities were
+    recorded takes this store's, when the last event shipped is the store's own."""
+    store_id = store.store_id
+    if store_id is None:
+        raise FleetError(
+            f"{store.path}: the store has no identity yet (made by an older evstore): open it"
+            " once for writing (its runtime does), then ship it"
+        )
+    recorded = node_identity(conn, node)
+    if recorded is not None and recorded != store_id:
+        raise FleetError(_mixed(store, node, f"store {recorded}"))
+    if store.last_position < shipped:
+        raise FleetError(
+            f"{store.path}: the store is at position {store.last_position:,}, behind the"
+            f" {shipped:,} that PostgreSQL holds for node {node!r} (a restored copy?): ship"
+            " it under another node name"
+        )
+    if recorded is None:
+        if shipped and not _same_event(conn, store, node, shipped):
+            raise FleetError(_mixed(store, node, "another store"))
+        if claim_node(conn, node, store_id) != store_id:
+            raise FleetError(_mixed(store, node, "another store"))
+
+
+def _same_event(conn: Connection, store: Store, node: str, position: int) -> bool:
+    """Whether the event ``node`` shipped at ``position`` is the store's event there."""
+    ours = next(iter(store.events(position - 1)), None)
+    theirs = shipped_event(conn, node, position)
+    return ours is not None and ours.position == position and theirs == (
+        ours.id, ours.seq, ours.time
+    )
+
+
+def _mixed(store: Store, node: str, other: str) -> str:
+    return (
+        f"{store.path}: node {node!r} holds the history of {other} in PostgreSQL, not of this"
+        f" store ({store.store_id}): ship it under another node name"
+    )
 
 
 def restored_fold(status: Status, seq: int) -> Fold:

@@ -17,7 +17,7 @@ from .events import Entity, Event
 from .log import DEFAULT_MAP_SIZE, Log
 from .model import ContainerMetadata, ContainerStatus, SandboxMetadata, SandboxStatus, Status
 from .pods import Pods, PodStatus
-from .probe import run_probe
+from .probe import probe as probe_store
 from .recovery import LoadReport, Recovered, last_position, load
 from .snapshots import SnapshotPolicy, Write
 
@@ -63,7 +63,7 @@ class Store:
         self.tuning = _tuning(tuning)
         self.path = inputs.path(path)
         if probe and os.path.exists(self.path / "data.mdb"):  # unreadable: Log says so
-            run_probe(self.path, "load")
+            probe_store(self.path)
         self.readonly = readonly
         self._pid = os.getpid()
         self._generation = _forks.generation
@@ -166,6 +166,13 @@ class Store:
     # -- public --
 
     @property
+    def store_id(self) -> str | None:
+        """This store's identity, a random UUID made with it (None for a store made before
+        identities existed that no writer has opened since): ``ship`` refuses to mix two
+        stores' histories under one node by it."""
+        return self._log.store_id
+
+    @property
     def last_position(self) -> int:
         """The position of the newest durable event."""
         if self._committer is not None:
@@ -260,9 +267,10 @@ def open_store(
 ) -> Store:
     """Open (creating if missing, unless ``readonly``) and rebuild every entry.
 
-    An existing store is first loaded in a child process (``probe``), so that a file damaged
-    badly enough to crash its reader (LMDB dies of SIGBUS on some damage) raises
-    ``CorruptStoreError`` here instead of killing this process. ``probe=False`` skips that
-    (about a quarter second and one more load) where a crash on a damaged file is acceptable.
+    What opening reads of an existing store is first read in a child process (``probe``), so
+    that a file damaged badly enough to crash its reader (LMDB dies of SIGBUS on some damage)
+    raises ``CorruptStoreError`` here instead of killing this process. ``probe=False`` skips
+    that (a bare interpreter's start and a walk in C) where a crash on a damaged file is
+    acceptable.
     """
     return Store(path, readonly=readonly, probe=probe, **tuning)

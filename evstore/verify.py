@@ -28,9 +28,10 @@ from .codec import (
     parse_snapshot_key,
     unpack_u64,
 )
+from .errors import CorruptStoreError
 from .index import read_indexed
 from .log import Log
-from .probe import run_probe
+from .probe import probe
 from .recovery import Found, from_snapshot, read_checkpoint, step
 from .retention import NO_FLOOR, read_bases, read_floor
 
@@ -59,36 +60,34 @@ class VerifyReport:
 
 
 def verify(path: str | os.PathLike[str], progress: Progress | None = None) -> VerifyReport:
-    """Check the store at ``path`` (read-only, beside any writer), in a child process so that
-    a store damaged badly enough to crash its reader gives ``CorruptStoreError`` instead."""
-    Log(path, readonly=True, map_size=1 << 20).close()  # a missing path fails here, typed
+    """Check the store at ``path`` (read-only, beside any writer). Every page is walked in a
+    child process first (``probe``), so a store damaged badly enough to crash its reader
+    gives ``CorruptStoreError`` instead."""
+    count_events(path)
+    return check_in_process(path, progress)
 
-    def on_line(line: str) -> None:
-        if progress is not None and line.startswith("progress "):
-            progress(int(line.split()[1]))
 
-    last = run_probe(path, "verify", on_line)
-    return msgspec.json.decode(last, type=VerifyReport)
+def count_events(path: str | os.PathLike[str]) -> int:
+    """How many events the store holds (to size a progress bar), as the probe counted them
+    in its child: this process maps nothing of the store here."""
+    counts = probe(path, "all")
+    if counts is None:  # LMDB would not open it in the child: nor here, and Log says why, typed
+        Log(path, readonly=True, map_size=1 << 20).close()
+        raise CorruptStoreError(f"{path}: store file is damaged or unreadable")
+    if b"events" not in counts:
+        raise CorruptStoreError(f"{path}: not an evstore store (missing databases)")
+    return counts[b"events"]
 
 
 def check_in_process(
     path: str | os.PathLike[str], progress: Progress | None = None
 ) -> VerifyReport:
-    """``verify`` without the child process (what the child runs)."""
+    """``verify`` in this process, for a caller that has just probed the store (with
+    ``count_events``): the checking itself, reading every record."""
     log = Log(path, readonly=True, map_size=1 << 20)
     try:
         with log.reading() as txn:
             return _check(txn, log.dbs, progress)
-    finally:
-        log.close()
-
-
-def count_events(path: str | os.PathLike[str]) -> int:
-    """How many events the store holds (to size a progress bar)."""
-    log = Log(path, readonly=True, map_size=1 << 20)
-    try:
-        with log.reading() as txn:
-            return int(txn.stat(log.dbs[b"events"])["entries"])
     finally:
         log.close()
 

@@ -66,3 +66,53 @@ def eno_of(path: Path, ident: str) -> int:
         if pos == position:
             return int(eno)
     raise KeyError(ident)
+
+
+# --- whole LMDB pages (the 64-bit layout of LMDB 0.9), for damage that kills a reader ------
+
+PAGE = 4096
+_HEADER = 16  # page number, pad, flags, lower, upper
+
+
+def main_root(path: Path) -> int:
+    """The root page of LMDB's main B-tree, as the newest meta page names it."""
+    data = (path / "data.mdb").read_bytes()
+    metas = [struct.unpack_from("<Q", data, offset + 144)[0] for offset in (0, PAGE)]
+    newest = 0 if metas[0] > metas[1] else PAGE
+    return int(struct.unpack_from("<Q", data, newest + 128)[0])
+
+
+def _nodes(data: bytes, page: int) -> list[int]:
+    """The offsets (in the file) of a page's nodes."""
+    start = page * PAGE
+    lower = struct.unpack_from("<H", data, start + 12)[0]
+    count = (lower - _HEADER) // 2
+    return [start + struct.unpack_from("<H", data, start + _HEADER + 2 * n)[0]
+            for n in range(count)]
+
+
+def db_roots(path: Path) -> dict[bytes, int]:
+    """The root page of each named database, read from the main tree's (single) leaf."""
+    data = (path / "data.mdb").read_bytes()
+    roots = {}
+    for node in _nodes(data, main_root(path)):
+        key_size = struct.unpack_from("<H", data, node + 6)[0]
+        key = data[node + 8 : node + 8 + key_size]
+        roots[key] = int(struct.unpack_from("<Q", data, node + 8 + key_size + 40)[0])
+    return roots
+
+
+def first_child(path: Path, branch: int) -> int:
+    """The page the first node of branch page ``branch`` points at."""
+    data = (path / "data.mdb").read_bytes()
+    node = _nodes(data, branch)[0]
+    low, high, top = struct.unpack_from("<HHH", data, node)
+    return low | high << 16 | top << 32
+
+
+def smash_page(path: Path, page: int) -> None:
+    """Overwrite all of a page but its header with 0xFF: LMDB still takes it for a page of
+    its kind, and its node offsets now point past the page (past the file, for most)."""
+    with open(path / "data.mdb", "r+b") as handle:
+        handle.seek(page * PAGE + _HEADER)
+        handle.write(b"\xff" * (PAGE - _HEADER))

@@ -22,7 +22,7 @@ import pytest
 
 import evstore
 from evstore import ContainerMetadata, ContainerStatus
-from evstore.probe import _rebuild
+from evstore.probe import probe
 
 NOBODY = 65534
 AS_ROOT = os.geteuid() == 0
@@ -87,7 +87,16 @@ def test_no_write_access_is_a_typed_error_that_says_what_is_missing(
         assert store.load_report.unknown == {}
 
 
-def test_the_probe_hands_the_error_on_as_its_own_type() -> None:
-    error = _rebuild("/s", "Traceback ...\nStoreAccessError: /s: Permission denied: opening ...")
-    assert isinstance(error, evstore.StoreAccessError)
-    assert str(error) == "/s: Permission denied: opening ..."
+def test_what_lmdb_will_not_open_the_probe_leaves_to_the_callers_own_open(
+    tmp_path: Path,
+) -> None:
+    """The probe's child imports no evstore, so it names no error type: when LMDB refuses
+    the environment (here a lock file that is a directory), the caller's own open raises
+    the typed error, as it does for missing access."""
+    path = tmp_path / "s"
+    evstore.open(path).close()
+    (path / "lock.mdb").unlink()
+    (path / "lock.mdb").mkdir()
+    assert probe(path) is None
+    with pytest.raises(evstore.CorruptStoreError, match="Is a directory"):
+        evstore.open(path, readonly=True)

@@ -6,7 +6,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-from damage import eno_of, event_key_of, flip_byte, rewrite
+import msgspec
+import pytest
+from damage import (
+    db_roots,
+    eno_of,
+    event_key_of,
+    first_child,
+    flip_byte,
+    main_root,
+    rewrite,
+    smash_page,
+)
 
 import evstore
 from evstore import ContainerMetadata, ContainerStatus
@@ -49,3 +60,51 @@ def test_not_a_store_is_one_line(tmp_path: Path) -> None:
         assert result.returncode == 1
         assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
         assert "Traceback" not in result.stderr
+
+
+def big(path: Path) -> None:
+    """A store whose log needs branch pages: 80 containers, 4 events each."""
+    with evstore.open(path) as store:
+        for n in range(80):
+            metadata = ContainerMetadata(id=f"c{n}")
+            entry = store.containers.add(metadata, ContainerStatus(created_at=1))
+            for pid in range(1, 4):
+                entry.status.update(lambda s, pid=pid: msgspec.structs.replace(s, pid=pid))
+
+
+_OPEN = """
+import sys, evstore
+try:
+    evstore.open(sys.argv[1]).close()
+    print("opened")
+except evstore.CorruptStoreError as exc:
+    print("corrupt:", exc)
+"""
+
+PAGES = {
+    "main root": lambda path: main_root(path),
+    "events root (branch)": lambda path: db_roots(path)[b"events"],
+    "events leaf": lambda path: first_child(path, db_roots(path)[b"events"]),
+    "index root": lambda path: db_roots(path)[b"index"],
+    "snapshots root": lambda path: db_roots(path)[b"snapshots"],
+    "meta root": lambda path: db_roots(path)[b"meta"],
+}
+
+
+@pytest.mark.parametrize("kind", list(PAGES))
+def test_smashed_page_is_a_one_line_error_never_a_signal(store_path: Path, kind: str) -> None:
+    """Damage that makes LMDB read past the file (SIGBUS) kills no process of the command:
+    ``evstore verify`` says what is wrong in one line and exits 1. ``evstore.open`` refuses
+    the store too, or loads it when the page is none that opening reads (old log, index)."""
+    big(store_path)
+    smash_page(store_path, PAGES[kind](store_path))
+    opened = subprocess.run([sys.executable, "-c", _OPEN, str(store_path)],
+                            capture_output=True, text=True, timeout=60)
+    assert opened.returncode == 0, opened.stderr  # never a signal in the opener
+    assert opened.stdout == "opened\n" if kind in ("events leaf", "index root") else (
+        opened.stdout.startswith("corrupt:") and str(store_path) in opened.stdout)
+    result = run("verify", store_path)
+    assert result.returncode == 1, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
+    assert str(store_path) in result.stderr and "damaged" in result.stderr
