@@ -137,6 +137,7 @@ class AsyncStatus(Generic[S]):
     async def delete(self) -> None:
         entry = self._entry
         await _acquire(entry.lock)
+        entry.claim()
         try:
             write = entry.prepare_removal()
             if write is not None:
@@ -144,12 +145,13 @@ class AsyncStatus(Generic[S]):
                 entry.finish_removal(write)
                 _reraise(held)
         finally:
-            entry.lock.release()
+            entry.let_go()
 
     async def _change(self, fn: Callable[[S], S], *, sync: bool) -> S:
         entry = self._entry
-        if not entry.lock.acquire(blocking=False):
+        if not entry.lock.acquire(False):
             await _acquire(entry.lock)
+        entry.claim()  # a blocking write of it from this loop's thread must not wait
         try:
             change = entry.prepare_change(fn, sync=sync)
             held = None
@@ -163,7 +165,7 @@ class AsyncStatus(Generic[S]):
             _reraise(held)
             return result
         finally:
-            entry.lock.release()
+            entry.let_go()
 
 
 class AsyncEntry(Generic[S, M]):

@@ -38,6 +38,7 @@ M = TypeVar("M", bound=ContainerMetadata | SandboxMetadata)
 MAX_ID_BYTES = 256
 
 _encoder = msgspec.msgpack.Encoder()
+_thread_id = threading.get_ident
 _UNKNOWN = (ContainerState.UNKNOWN, SandboxState.UNKNOWN)
 # what encoding a wrongly typed value raises: TypeError, OverflowError (an int past 64
 # bits), ValueError (UnicodeEncodeError); decoding it back, msgspec's DecodeError (a
@@ -172,6 +173,7 @@ class Entry(Generic[S, M]):
         self.deleted = False
         self.unsynced = False  # an ``update`` of it may still be queued, not yet durable
         self.lock = threading.Lock()
+        self._owner = 0  # the thread holding ``lock``, to refuse a call that waits for itself
         self._entries = entries
         self.status: StatusStorage[S] = StatusStorage(self)
 
@@ -187,15 +189,46 @@ class Entry(Generic[S, M]):
         if self.deleted:
             raise NotFoundError(f"{self.id}: deleted")
 
+    def hold(self) -> None:
+        """Take ``lock`` for this thread (see ``wait_for_lock``)."""
+        if not self.lock.acquire(False):
+            self.wait_for_lock()
+        self._owner = _thread_id()
+
+    def wait_for_lock(self) -> None:
+        """Wait for ``lock``, held by someone, or raise if this thread holds it: an update
+        fn writing its own entry (or a blocking write beside a task of the same event
+        loop) would wait for itself forever."""
+        if self._owner == _thread_id():
+            raise InvalidInputError(
+                f"{self.id!r}: this thread is updating the entry already (an update fn"
+                " writing its own entry?); waiting would wait for itself forever"
+            )
+        self.lock.acquire()
+
+    def claim(self) -> None:
+        """Note this thread as the holder of ``lock``, taken by the caller (see ``hold``)."""
+        self._owner = _thread_id()
+
+    def let_go(self) -> None:
+        self._owner = 0
+        self.lock.release()
+
     def change(self, fn: Callable[[S], S], *, sync: bool) -> S:
-        backend = self._entries.backend
-        with self.lock:
+        backend, lock = self._entries.backend, self.lock
+        if not lock.acquire(False):  # ``hold``, inline (and positional: a keyword costs 0.1 us)
+            self.wait_for_lock()
+        self._owner = _thread_id()
+        try:
             change = self.prepare_change(fn, sync=sync)
             if change.write is not None:
                 (backend.commit if sync else backend.submit)(change.write)
             elif self.needs_barrier(change):
                 backend.commit(None)
             return self.finish_change(change)
+        finally:
+            self._owner = 0
+            lock.release()
 
     def prepare_change(self, fn: Callable[[S], S], *, sync: bool) -> Change[S]:
         """Everything an update does before the disk; the caller holds ``self.lock``.
@@ -251,11 +284,14 @@ class Entry(Generic[S, M]):
         return change.new
 
     def remove(self) -> None:
-        with self.lock:
+        self.hold()
+        try:
             write = self.prepare_removal()
             if write is not None:
                 self._entries.backend.commit(write)
                 self.finish_removal(write)
+        finally:
+            self.let_go()
 
     def prepare_removal(self) -> Write | None:
         """The delete event, or None when already deleted; the caller holds ``self.lock``."""
