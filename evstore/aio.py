@@ -26,7 +26,7 @@ import sniffio
 
 from . import audit, inputs
 from .commit import Batch
-from .entries import Entries, Entry
+from .entries import Entries, Entry, StatusStorage
 from .errors import StoreClosedError
 from .events import Event
 from .model import ContainerMetadata, ContainerStatus, SandboxMetadata, SandboxStatus
@@ -119,12 +119,12 @@ class AsyncStatus(Generic[S]):
     """``entry.status`` with awaitable writes."""
 
     def __init__(self, entry: Entry[S, Any], loop: _Loop, store: Store) -> None:
-        self._entry = entry
+        self._entry: StatusStorage[S, Any] = entry.status
         self._loop = loop
         self._store = store
 
     def get(self) -> S:
-        return self._entry.status.get()
+        return self._entry.get()
 
     async def update(self, fn: Callable[[S], S]) -> S:
         """Apply ``fn`` now; the event reaches the disk with the next commit."""
@@ -136,36 +136,36 @@ class AsyncStatus(Generic[S]):
 
     async def delete(self) -> None:
         entry = self._entry
-        await _acquire(entry.lock)
-        entry.claim()
+        await _acquire(entry._lock)
+        entry._claim()
         try:
-            write = entry.prepare_removal()
+            write = entry._prepare_removal()
             if write is not None:
                 held = await self._loop.wait(self._store.submit(write))
-                entry.finish_removal(write)
+                entry._finish_removal(write)
                 _reraise(held)
         finally:
-            entry.let_go()
+            entry._let_go()
 
     async def _change(self, fn: Callable[[S], S], *, sync: bool) -> S:
         entry = self._entry
-        if not entry.lock.acquire(False):
-            await _acquire(entry.lock)
-        entry.claim()  # a blocking write of it from this loop's thread must not wait
+        if not entry._lock.acquire(False):
+            await _acquire(entry._lock)
+        entry._claim()  # a blocking write of it from this loop's thread must not wait
         try:
-            change = entry.prepare_change(fn, sync=sync)
+            change = entry._prepare_change(fn, sync=sync)
             held = None
             if change.write is not None:
                 batch = self._store.submit(change.write)
                 if sync:
                     held = await self._loop.wait(batch)
-            elif entry.needs_barrier(change):
+            elif entry._needs_barrier(change):
                 held = await self._loop.wait(self._store.submit(None))
-            result = entry.finish_change(change)
+            result = entry._finish_change(change)
             _reraise(held)
             return result
         finally:
-            entry.let_go()
+            entry._let_go()
 
 
 class AsyncEntry(Generic[S, M]):
@@ -196,13 +196,13 @@ class AsyncEntries(Generic[S, M]):
         return AsyncEntry(entry, self._loop, self._store)
 
     async def add(self, metadata: M, status: S) -> AsyncEntry[S, M]:
-        entry, write = self._entries.prepare_add(metadata, status)
+        entry, write = self._entries._prepare_add(metadata, status)
         try:
             held = await self._loop.wait(self._store.submit(write))
         except BaseException:
-            self._entries.abort_add(entry)
+            self._entries._abort_add(entry)
             raise
-        added = self._wrap(self._entries.finish_add(entry, write))
+        added = self._wrap(self._entries._finish_add(entry, write))
         _reraise(held)
         return added
 
