@@ -212,14 +212,11 @@ class AsyncEntries(Generic[S, M]):
     def list(self) -> builtins.list[AsyncEntry[S, M]]:
         return [self._wrap(entry) for entry in self._entries.list()]
 
-    async def delete(self, id_or_prefix: str) -> None:
-        try:
-            entry = self._entries.get(id_or_prefix)
-        except KeyError:  # NotFoundError: silent; AmbiguousIDError is raised below
-            if len(self._entries._matches(id_or_prefix)) > 1:
-                raise
-            return
-        await self._wrap(entry).status.delete()
+    async def delete(self, id: str) -> None:
+        """As ``Entries.delete``: an exact id only; silent if there is none."""
+        entry = self._entries._to_delete(id)
+        if entry is not None:
+            await self._wrap(entry).status.delete()
 
 
 class AsyncStore:

@@ -415,25 +415,42 @@ class Entries(Generic[S, M]):
     def list(self) -> builtins.list[Entry[S, M]]:
         return list(self._live.values())
 
-    def delete(self, id_or_prefix: str) -> None:
-        """Delete durably; silent if there is no such entry."""
-        try:
-            entry = self.get(id_or_prefix)
-        except NotFoundError:
-            return
-        entry.status._remove()
+    def delete(self, id: str) -> None:
+        """Delete the entry of exactly this ``id``, durably; silent if there is none (as
+        containerd's Delete), so a retry is harmless. Destructive calls never resolve a
+        prefix: one of a live id raises ``InvalidInputError`` naming what it matches."""
+        entry = self._to_delete(id)
+        if entry is not None:
+            entry.status._remove()
+
+    def _to_delete(self, ident: str) -> Entry[S, M] | None:
+        """The live entry of exactly ``ident``; None if there is none and ``ident`` is not
+        the prefix of a live id (an id deleted before is an exact one: a retry)."""
+        entry = self._live.get(inputs.text("id", ident))
+        if entry is not None or ident in self._known:
+            return entry
+        matches = self._matches(ident, limit=3)
+        if matches:
+            shown = ", ".join(repr(match) for match in matches[:2])
+            more = ", ..." if len(matches) > 2 else ""
+            raise InvalidInputError(
+                f"{ident!r}: no {self._kind_name} has this id, and delete takes a whole id"
+                f" (it is a prefix of {shown}{more})"
+            )
+        return None
 
     @property
     def _kind_name(self) -> str:
         return "container" if self._entity is Entity.CONTAINER else "sandbox"
 
-    def _matches(self, prefix: str) -> builtins.list[str]:
+    def _matches(self, prefix: str, limit: int = 2) -> builtins.list[str]:
+        """Up to ``limit`` live ids that start with ``prefix``."""
         if not prefix:
             return []
         ids = self._ids
         start = bisect.bisect_left(ids, prefix)
         found: builtins.list[str] = []
-        for candidate in ids[start : start + 2]:
+        for candidate in ids[start : start + limit]:
             if candidate.startswith(prefix):
                 found.append(candidate)
         return found
