@@ -119,12 +119,12 @@ class AsyncStatus(Generic[S]):
     """``entry.status`` with awaitable writes."""
 
     def __init__(self, entry: Entry[S, Any], loop: _Loop, store: Store) -> None:
-        self._entry: StatusStorage[S, Any] = entry.status
+        self._storage: StatusStorage[S, Any] = entry.status
         self._loop = loop
         self._store = store
 
     def get(self) -> S:
-        return self._entry.get()
+        return self._storage.get()
 
     async def update(self, fn: Callable[[S], S]) -> S:
         """Apply ``fn`` now; the event reaches the disk with the next commit."""
@@ -135,37 +135,37 @@ class AsyncStatus(Generic[S]):
         return await self._change(fn, sync=True)
 
     async def delete(self) -> None:
-        entry = self._entry
-        await _acquire(entry._lock)
-        entry._claim()
+        storage = self._storage
+        await _acquire(storage._lock)
+        storage._claim()
         try:
-            write = entry._prepare_removal()
+            write = storage._prepare_removal()
             if write is not None:
                 held = await self._loop.wait(self._store.submit(write))
-                entry._finish_removal(write)
+                storage._finish_removal(write)
                 _reraise(held)
         finally:
-            entry._let_go()
+            storage._let_go()
 
     async def _change(self, fn: Callable[[S], S], *, sync: bool) -> S:
-        entry = self._entry
-        if not entry._lock.acquire(False):
-            await _acquire(entry._lock)
-        entry._claim()  # a blocking write of it from this loop's thread must not wait
+        storage = self._storage
+        if not storage._lock.acquire(False):
+            await _acquire(storage._lock)
+        storage._claim()  # a blocking write of it from this loop's thread must not wait
         try:
-            change = entry._prepare_change(fn, sync=sync)
+            change = storage._prepare_change(fn, sync=sync)
             held = None
             if change.write is not None:
                 batch = self._store.submit(change.write)
                 if sync:
                     held = await self._loop.wait(batch)
-            elif entry._needs_barrier(change):
+            elif storage._needs_barrier(change):
                 held = await self._loop.wait(self._store.submit(None))
-            result = entry._finish_change(change)
+            result = storage._finish_change(change)
             _reraise(held)
             return result
         finally:
-            entry._let_go()
+            storage._let_go()
 
 
 class AsyncEntry(Generic[S, M]):

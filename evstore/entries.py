@@ -135,8 +135,8 @@ class Entry(Generic[S, M]):
     """One live container or sandbox: its ``id``, ``metadata`` (a copy) and ``status``.
 
     Read-only: what changes lives behind ``status``, in private slots, so that nothing
-    reached through an entry can change the store without an event. Plain slots (not
-    properties) keep ``entry.status`` as cheap as before.
+    reached through an entry can change the store without an event. Plain slots, not
+    properties: reading ``entry.status`` costs no more than an attribute.
     """
 
     __slots__ = ("id", "status")
