@@ -26,7 +26,7 @@ import sniffio
 
 from . import audit, inputs
 from .commit import Batch
-from .entries import Entries, Entry
+from .entries import Entries, Entry, StatusStorage
 from .errors import StoreClosedError
 from .events import Event
 from .model import ContainerMetadata, ContainerStatus, SandboxMetadata, SandboxStatus
@@ -119,12 +119,12 @@ class AsyncStatus(Generic[S]):
     """``entry.status`` with awaitable writes."""
 
     def __init__(self, entry: Entry[S, Any], loop: _Loop, store: Store) -> None:
-        self._entry = entry
+        self._storage: StatusStorage[S, Any] = entry.status
         self._loop = loop
         self._store = store
 
     def get(self) -> S:
-        return self._entry.status.get()
+        return self._storage.get()
 
     async def update(self, fn: Callable[[S], S]) -> S:
         """Apply ``fn`` now; the event reaches the disk with the next commit."""
@@ -135,35 +135,37 @@ class AsyncStatus(Generic[S]):
         return await self._change(fn, sync=True)
 
     async def delete(self) -> None:
-        entry = self._entry
-        await _acquire(entry.lock)
+        storage = self._storage
+        await _acquire(storage._lock)
+        storage._claim()
         try:
-            write = entry.prepare_removal()
+            write = storage._prepare_removal()
             if write is not None:
                 held = await self._loop.wait(self._store.submit(write))
-                entry.finish_removal(write)
+                storage._finish_removal(write)
                 _reraise(held)
         finally:
-            entry.lock.release()
+            storage._let_go()
 
     async def _change(self, fn: Callable[[S], S], *, sync: bool) -> S:
-        entry = self._entry
-        if not entry.lock.acquire(blocking=False):
-            await _acquire(entry.lock)
+        storage = self._storage
+        if not storage._lock.acquire(False):
+            await _acquire(storage._lock)
+        storage._claim()  # a blocking write of it from this loop's thread must not wait
         try:
-            change = entry.prepare_change(fn, sync=sync)
+            change = storage._prepare_change(fn, sync=sync)
             held = None
             if change.write is not None:
                 batch = self._store.submit(change.write)
                 if sync:
                     held = await self._loop.wait(batch)
-            elif entry.needs_barrier(change):
+            elif storage._needs_barrier(change):
                 held = await self._loop.wait(self._store.submit(None))
-            result = entry.finish_change(change)
+            result = storage._finish_change(change)
             _reraise(held)
             return result
         finally:
-            entry.lock.release()
+            storage._let_go()
 
 
 class AsyncEntry(Generic[S, M]):
@@ -194,13 +196,13 @@ class AsyncEntries(Generic[S, M]):
         return AsyncEntry(entry, self._loop, self._store)
 
     async def add(self, metadata: M, status: S) -> AsyncEntry[S, M]:
-        entry, write = self._entries.prepare_add(metadata, status)
+        entry, write = self._entries._prepare_add(metadata, status)
         try:
             held = await self._loop.wait(self._store.submit(write))
         except BaseException:
-            self._entries.abort_add(entry)
+            self._entries._abort_add(entry)
             raise
-        added = self._wrap(self._entries.finish_add(entry, write))
+        added = self._wrap(self._entries._finish_add(entry, write))
         _reraise(held)
         return added
 
@@ -210,14 +212,11 @@ class AsyncEntries(Generic[S, M]):
     def list(self) -> builtins.list[AsyncEntry[S, M]]:
         return [self._wrap(entry) for entry in self._entries.list()]
 
-    async def delete(self, id_or_prefix: str) -> None:
-        try:
-            entry = self._entries.get(id_or_prefix)
-        except KeyError:  # NotFoundError: silent; AmbiguousIDError is raised below
-            if len(self._entries._matches(id_or_prefix)) > 1:
-                raise
-            return
-        await self._wrap(entry).status.delete()
+    async def delete(self, id: str) -> None:
+        """As ``Entries.delete``: an exact id only; silent if there is none."""
+        entry = self._entries._to_delete(id)
+        if entry is not None:
+            await self._wrap(entry).status.delete()
 
 
 class AsyncStore:

@@ -199,8 +199,10 @@ class Committer:
             with self._cond:
                 if mine.finished or not self._queue:
                     self._busy = False
-                    if self._queue:
-                        self._cond.notify()  # the writer thread takes the rest
+                    if self._queue or self._closing:
+                        # the writer thread takes the rest; a closing one, waiting for
+                        # us to finish, must wake to stop (else ``close`` joins forever)
+                        self._cond.notify()
                     return
                 batch = self._take()
             self._commit(batch)

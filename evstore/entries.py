@@ -12,7 +12,7 @@ import builtins
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 import msgspec
 
@@ -38,6 +38,7 @@ M = TypeVar("M", bound=ContainerMetadata | SandboxMetadata)
 MAX_ID_BYTES = 256
 
 _encoder = msgspec.msgpack.Encoder()
+_thread_id = threading.get_ident
 _UNKNOWN = (ContainerState.UNKNOWN, SandboxState.UNKNOWN)
 # what encoding a wrongly typed value raises: TypeError, OverflowError (an int past 64
 # bits), ValueError (UnicodeEncodeError); decoding it back, msgspec's DecodeError (a
@@ -130,145 +131,203 @@ def _readable(exc: Exception) -> str:
     return text
 
 
-class StatusStorage(Generic[S]):
-    """An entry's status: containerd's ``StatusStorage`` (Get / Update / UpdateSync / Delete)."""
-
-    __slots__ = ("_entry",)
-
-    def __init__(self, entry: Entry[S, Any]) -> None:
-        self._entry: Entry[S, Any] = entry
-
-    def get(self) -> S:
-        entry = self._entry
-        entry.check_live()
-        return clone(entry.current)
-
-    def update(self, fn: Callable[[S], S]) -> S:
-        """Apply ``fn`` now; the event is durable within a second or at ``flush``."""
-        return self._entry.change(fn, sync=False)
-
-    def update_sync(self, fn: Callable[[S], S]) -> S:
-        """Apply ``fn`` and return once the event is durable."""
-        return self._entry.change(fn, sync=True)
-
-    def delete(self) -> None:
-        self._entry.remove()
-
-
 class Entry(Generic[S, M]):
-    """One live container or sandbox."""
+    """One live container or sandbox: its ``id``, ``metadata`` (a copy) and ``status``.
+
+    Read-only: what changes lives behind ``status``, in private slots, so that nothing
+    reached through an entry can change the store without an event. Plain slots, not
+    properties: reading ``entry.status`` costs no more than an attribute.
+    """
+
+    __slots__ = ("id", "status")
+    id: str
+    status: StatusStorage[S, M]
 
     def __init__(
         self, entries: Entries[S, M], eno: int, metadata: M, status: S, seq: int,
         damaged: bool = False,
     ) -> None:
-        self.id = metadata.id
-        self._metadata = metadata
-        self.current = status
-        self.state = status_state(status)  # of ``current``: an update needs it as ``before``
-        self.eno = eno
-        self.seq = seq
-        self.damaged = damaged
-        self.deleted = False
-        self.unsynced = False  # an ``update`` of it may still be queued, not yet durable
-        self.lock = threading.Lock()
-        self._entries = entries
-        self.status: StatusStorage[S] = StatusStorage(self)
+        storage = StatusStorage(entries, eno, metadata, status, seq, damaged)
+        object.__setattr__(self, "id", metadata.id)
+        object.__setattr__(self, "status", storage)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__}.{name} cannot be set")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"{type(self).__name__}.{name} cannot be deleted")
 
     def __repr__(self) -> str:
-        return f"<{type(self.current).__name__} entry {self.id!r}>"
+        return f"<{type(self.status._current).__name__} entry {self.id!r}>"
 
     @property
     def metadata(self) -> M:
         """A copy: metadata is immutable after add."""
-        return _clone_metadata(self._metadata)
+        return _clone_metadata(self.status._metadata)
 
-    def check_live(self) -> None:
-        if self.deleted:
-            raise NotFoundError(f"{self.id}: deleted")
 
-    def change(self, fn: Callable[[S], S], *, sync: bool) -> S:
-        backend = self._entries.backend
-        with self.lock:
-            change = self.prepare_change(fn, sync=sync)
+class StatusStorage(Generic[S, M]):
+    """An entry's status: containerd's ``StatusStorage`` (Get / Update / UpdateSync / Delete),
+    and, private, everything an update needs of its entry."""
+
+    __slots__ = (
+        "_current", "_damaged", "_deleted", "_eno", "_entries", "_id", "_lock", "_metadata",
+        "_owner", "_seq", "_state", "_unsynced",
+    )
+
+    def __init__(
+        self, entries: Entries[S, M], eno: int, metadata: M, status: S, seq: int,
+        damaged: bool,
+    ) -> None:
+        self._id = metadata.id
+        self._metadata = metadata
+        self._current = status
+        self._state = status_state(status)  # of ``_current``: an update needs it as ``before``
+        self._eno = eno
+        self._seq = seq
+        self._damaged = damaged
+        self._deleted = False
+        self._unsynced = False  # an ``update`` of it may still be queued, not yet durable
+        self._lock = threading.Lock()
+        self._owner = 0  # the thread holding ``_lock``, to refuse a call that waits for itself
+        self._entries = entries
+
+    def get(self) -> S:
+        """A copy of the status: changing it changes nothing in the store."""
+        self._check_live()
+        return clone(self._current)
+
+    def update(self, fn: Callable[[S], S]) -> S:
+        """Apply ``fn`` now; the event is durable within a second or at ``flush``."""
+        return self._change(fn, sync=False)
+
+    def update_sync(self, fn: Callable[[S], S]) -> S:
+        """Apply ``fn`` and return once the event is durable."""
+        return self._change(fn, sync=True)
+
+    def delete(self) -> None:
+        self._remove()
+
+    def _check_live(self) -> None:
+        if self._deleted:
+            raise NotFoundError(f"{self._id}: deleted")
+
+    def _hold(self) -> None:
+        """Take ``_lock`` for this thread (see ``_wait_for_lock``)."""
+        if not self._lock.acquire(False):
+            self._wait_for_lock()
+        self._owner = _thread_id()
+
+    def _wait_for_lock(self) -> None:
+        """Wait for ``_lock``, held by someone, or raise if this thread holds it: an update
+        fn writing its own entry (or a blocking write beside a task of the same event
+        loop) would wait for itself forever."""
+        if self._owner == _thread_id():
+            raise InvalidInputError(
+                f"{self._id!r}: this thread is updating the entry already (an update fn"
+                " writing its own entry?); waiting would wait for itself forever"
+            )
+        self._lock.acquire()
+
+    def _claim(self) -> None:
+        """Note this thread as the holder of ``_lock``, taken by the caller (see ``_hold``)."""
+        self._owner = _thread_id()
+
+    def _let_go(self) -> None:
+        self._owner = 0
+        self._lock.release()
+
+    def _change(self, fn: Callable[[S], S], *, sync: bool) -> S:
+        backend, lock = self._entries._backend, self._lock
+        if not lock.acquire(False):  # ``_hold``, inline (and positional: a keyword costs 0.1 us)
+            self._wait_for_lock()
+        self._owner = _thread_id()
+        try:
+            change = self._prepare_change(fn, sync=sync)
             if change.write is not None:
                 (backend.commit if sync else backend.submit)(change.write)
-            elif self.needs_barrier(change):
+            elif self._needs_barrier(change):
                 backend.commit(None)
-            return self.finish_change(change)
+            return self._finish_change(change)
+        finally:
+            self._owner = 0
+            lock.release()
 
-    def prepare_change(self, fn: Callable[[S], S], *, sync: bool) -> Change[S]:
-        """Everything an update does before the disk; the caller holds ``self.lock``.
+    def _prepare_change(self, fn: Callable[[S], S], *, sync: bool) -> Change[S]:
+        """Everything an update does before the disk; the caller holds ``self._lock``.
 
         Written flat, with the common case (no change of state) first: this runs once
         per update and its cost bounds the throughput of every front.
         """
-        self.check_live()
+        self._check_live()
         entries = self._entries
-        entries.backend.check_writable()
+        entries._backend.check_writable()
         if not callable(fn):
             raise InvalidInputError(f"the update fn must be callable, not {type(fn).__name__}")
-        old = self.current
+        old = self._current
         new = fn(clone(old))
         if type(new) is not type(old):
             raise InvalidInputError(
                 f"update fn returned {type(new).__name__}, not {type(old).__name__}"
             )
         kept = _keep(new, old)
-        before, state = self.state, status_state(kept)
+        before, state = self._state, status_state(kept)
         kind = Kind.UPDATED
         if state is not before:
             check_move(before, state)
             kind = classify_move(before, state)
         changes = diff(old, kept)
-        repair = self.damaged and state not in _UNKNOWN
+        repair = self._damaged and state not in _UNKNOWN
         if changes is None and not repair:
             return Change(new, kept, state, None, sync)  # only transient fields moved
-        write = entries.make_write(self, kind, changes, kept, sync=sync, repair=repair)
+        write = entries._make_write(self, kind, changes, kept, sync=sync, repair=repair)
         return Change(new, kept, state, write, sync)
 
-    def needs_barrier(self, change: Change[S]) -> bool:
+    def _needs_barrier(self, change: Change[S]) -> bool:
         """Whether a durable update that writes nothing must still wait for a commit: one
         that makes this entry's queued ``update`` events durable, since the status it
         returns shows them."""
-        return change.write is None and change.sync and self.unsynced
+        return change.write is None and change.sync and self._unsynced
 
-    def finish_change(self, change: Change[S]) -> S:
+    def _finish_change(self, change: Change[S]) -> S:
         """Show a change in memory, once it is written (or queued, for ``update``).
 
         The caller gets back the object its ``fn`` returned; the store keeps its own copy.
         """
-        self.current, self.state = change.kept, change.state
+        self._current, self._state = change.kept, change.state
         write = change.write
         if change.sync:
-            self.unsynced = False  # written durably, or behind a barrier
+            self._unsynced = False  # written durably, or behind a barrier
         elif write is not None:
-            self.unsynced = True
+            self._unsynced = True
         if write is not None:
-            self.seq = write.seq
+            self._seq = write.seq
             if write.repair:
-                self.damaged = False
+                self._damaged = False
         return change.new
 
-    def remove(self) -> None:
-        with self.lock:
-            write = self.prepare_removal()
+    def _remove(self) -> None:
+        self._hold()
+        try:
+            write = self._prepare_removal()
             if write is not None:
-                self._entries.backend.commit(write)
-                self.finish_removal(write)
+                self._entries._backend.commit(write)
+                self._finish_removal(write)
+        finally:
+            self._let_go()
 
-    def prepare_removal(self) -> Write | None:
-        """The delete event, or None when already deleted; the caller holds ``self.lock``."""
-        if self.deleted:
+    def _prepare_removal(self) -> Write | None:
+        """The delete event, or None when already deleted; the caller holds ``self._lock``."""
+        if self._deleted:
             return None
-        self._entries.backend.check_writable()
-        return self._entries.make_write(
-            self, Kind.DELETED, None, self.current, sync=True, repair=self.damaged, deleted=True
+        self._entries._backend.check_writable()
+        return self._entries._make_write(
+            self, Kind.DELETED, None, self._current, sync=True, repair=self._damaged, deleted=True
         )
 
-    def finish_removal(self, write: Write) -> None:
-        self.deleted, self.seq = True, write.seq
-        self._entries.forget(self)
+    def _finish_removal(self, write: Write) -> None:
+        self._deleted, self._seq = True, write.seq
+        self._entries._forget(self)
 
 
 class Change(msgspec.Struct, Generic[S], gc=False):
@@ -287,8 +346,8 @@ class Entries(Generic[S, M]):
     def __init__(
         self, backend: Backend, entity: Entity, metadata_type: type[M], status_type: type[S]
     ) -> None:
-        self.backend = backend
-        self.entity = entity
+        self._backend = backend
+        self._entity = entity
         self._metadata_type = metadata_type
         self._status_type = status_type
         self._event_type = EVENT_TYPES[entity]
@@ -302,38 +361,42 @@ class Entries(Generic[S, M]):
     def __len__(self) -> int:
         return len(self._live)
 
+    @property
+    def entity(self) -> Entity:
+        return self._entity
+
     def add(self, metadata: M, status: S) -> Entry[S, M]:
         """Add an entry; durable on return."""
-        entry, write = self.prepare_add(metadata, status)
+        entry, write = self._prepare_add(metadata, status)
         try:
-            self.backend.commit(write)
+            self._backend.commit(write)
         except BaseException:
-            self.abort_add(entry)
+            self._abort_add(entry)
             raise
-        return self.finish_add(entry, write)
+        return self._finish_add(entry, write)
 
-    def prepare_add(self, metadata: M, status: S) -> tuple[Entry[S, M], Write]:
+    def _prepare_add(self, metadata: M, status: S) -> tuple[Entry[S, M], Write]:
         """Check, reserve the id, and build the created event (not yet visible)."""
         self._check_input(metadata, status)
-        self.backend.check_writable()
+        self._backend.check_writable()
         metadata, blank = _clone_metadata(metadata), self._status_type()
         status = _keep(status, blank)
         eno, seq = self._reserve(metadata.id)
         entry = Entry(self, eno, metadata, status, seq)
         changes = diff(blank, status)
         try:
-            return entry, self.make_write(entry, Kind.CREATED, changes, status, sync=True)
+            return entry, self._make_write(entry.status, Kind.CREATED, changes, status, sync=True)
         except InvalidInputError:
-            self.abort_add(entry)
+            self._abort_add(entry)
             raise
 
-    def abort_add(self, entry: Entry[S, M]) -> None:
+    def _abort_add(self, entry: Entry[S, M]) -> None:
         with self._lock:
             self._adding.discard(entry.id)
 
-    def finish_add(self, entry: Entry[S, M], write: Write) -> Entry[S, M]:
-        entry.seq = write.seq
-        self.adopt(entry)
+    def _finish_add(self, entry: Entry[S, M], write: Write) -> Entry[S, M]:
+        entry.status._seq = write.seq
+        self._adopt(entry)
         return entry
 
     def get(self, id_or_prefix: str) -> Entry[S, M]:
@@ -352,25 +415,42 @@ class Entries(Generic[S, M]):
     def list(self) -> builtins.list[Entry[S, M]]:
         return list(self._live.values())
 
-    def delete(self, id_or_prefix: str) -> None:
-        """Delete durably; silent if there is no such entry."""
-        try:
-            entry = self.get(id_or_prefix)
-        except NotFoundError:
-            return
-        entry.remove()
+    def delete(self, id: str) -> None:
+        """Delete the entry of exactly this ``id``, durably; silent if there is none (as
+        containerd's Delete), so a retry is harmless. Destructive calls never resolve a
+        prefix: one of a live id raises ``InvalidInputError`` naming what it matches."""
+        entry = self._to_delete(id)
+        if entry is not None:
+            entry.status._remove()
+
+    def _to_delete(self, ident: str) -> Entry[S, M] | None:
+        """The live entry of exactly ``ident``; None if there is none and ``ident`` is not
+        the prefix of a live id (an id deleted before is an exact one: a retry)."""
+        entry = self._live.get(inputs.text("id", ident))
+        if entry is not None or ident in self._known:
+            return entry
+        matches = self._matches(ident, limit=3)
+        if matches:
+            shown = ", ".join(repr(match) for match in matches[:2])
+            more = ", ..." if len(matches) > 2 else ""
+            raise InvalidInputError(
+                f"{ident!r}: no {self._kind_name} has this id, and delete takes a whole id"
+                f" (it is a prefix of {shown}{more})"
+            )
+        return None
 
     @property
     def _kind_name(self) -> str:
-        return "container" if self.entity is Entity.CONTAINER else "sandbox"
+        return "container" if self._entity is Entity.CONTAINER else "sandbox"
 
-    def _matches(self, prefix: str) -> builtins.list[str]:
+    def _matches(self, prefix: str, limit: int = 2) -> builtins.list[str]:
+        """Up to ``limit`` live ids that start with ``prefix``."""
         if not prefix:
             return []
         ids = self._ids
         start = bisect.bisect_left(ids, prefix)
         found: builtins.list[str] = []
-        for candidate in ids[start : start + 2]:
+        for candidate in ids[start : start + limit]:
             if candidate.startswith(prefix):
                 found.append(candidate)
         return found
@@ -390,36 +470,38 @@ class Entries(Generic[S, M]):
                 raise AlreadyExistsError(f"{ident}: a live {self._kind_name} has this id")
             self._adding.add(ident)
             known = self._known.get(ident)
-        return known if known is not None else (self.backend.allocate_eno(self.entity, ident), 0)
+        return known if known is not None else (self._backend.allocate_eno(self._entity, ident), 0)
 
-    def adopt(self, entry: Entry[S, M]) -> None:
+    def _adopt(self, entry: Entry[S, M]) -> None:
         """Make an entry visible (after its add is durable, or at load)."""
         with self._lock:
             self._live[entry.id] = entry
             bisect.insort(self._ids, entry.id)
             self._adding.discard(entry.id)
-            self._known[entry.id] = (entry.eno, entry.seq)
+            self._known[entry.id] = (entry.status._eno, entry.status._seq)
 
-    def remember(self, ident: str, eno: int, seq: int) -> None:
+    def _remember(self, ident: str, eno: int, seq: int) -> None:
         """Record a deleted id, so adding it again continues its history."""
         self._known[ident] = (eno, seq)
 
-    def forget(self, entry: Entry[S, M]) -> None:
+    def _forget(self, storage: StatusStorage[S, M]) -> None:
+        ident = storage._id
         with self._lock:
-            if self._live.get(entry.id) is entry:
-                del self._live[entry.id]
-                index = bisect.bisect_left(self._ids, entry.id)
+            live = self._live.get(ident)
+            if live is not None and live.status is storage:
+                del self._live[ident]
+                index = bisect.bisect_left(self._ids, ident)
                 del self._ids[index]
-            self._known[entry.id] = (entry.eno, entry.seq)
+            self._known[ident] = (storage._eno, storage._seq)
 
-    def make_write(
-        self, entry: Entry[S, M], kind: Kind, changes: msgspec.Struct | None, status: S, *,
-        sync: bool, repair: bool = False, deleted: bool = False,
+    def _make_write(
+        self, storage: StatusStorage[S, M], kind: Kind, changes: msgspec.Struct | None,
+        status: S, *, sync: bool, repair: bool = False, deleted: bool = False,
     ) -> Write:
         now = time.time_ns()
-        metadata = entry._metadata
+        metadata = storage._metadata
         record = self._event_type(  # positional: this runs once per update
-            now, int(kind), changes or no_changes(self.entity),
+            now, int(kind), changes or no_changes(self._entity),
             metadata if kind is Kind.CREATED else None,  # type: ignore[arg-type]
         )
         try:  # a wrongly typed value fails here, before anything is written or shown,
@@ -428,9 +510,9 @@ class Entries(Generic[S, M]):
             self._check_record(payload)
         except _UNSTORABLE as exc:
             raise InvalidInputError(
-                f"{entry.id}: status cannot be stored: {_readable(exc)}"
+                f"{storage._id}: status cannot be stored: {_readable(exc)}"
             ) from None
         return Write(
-            self.entity, entry.eno, entry.seq + 1, now, payload, metadata,
+            self._entity, storage._eno, storage._seq + 1, now, payload, metadata,
             durable_part(status), deleted, sync, repair,
         )

@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from types import TracebackType
 from typing import Any
 
+import msgspec
+
 from . import audit, inputs, replay
 from . import pods as kubelet
 from .commit import Batch, Committer
@@ -75,7 +77,7 @@ class Store:
         except BaseException:
             self._log.close()
             raise
-        self.load_report: LoadReport = recovered.report
+        self._load_report = recovered.report
         self.containers = Entries(self, Entity.CONTAINER, ContainerMetadata, ContainerStatus)
         self.sandboxes = Entries(self, Entity.SANDBOX, SandboxMetadata, SandboxStatus)
         self._names: dict[int, tuple[Entity, str]] = {}
@@ -109,13 +111,13 @@ class Store:
             self._names[eno] = (found.entity, ident)
             entries = self._collection(found.entity)
             if found.deleted:
-                entries.remember(ident, eno, found.max_seq)
+                entries._remember(ident, eno, found.max_seq)
                 continue
             entry = Entry(
                 entries, eno, found.metadata, found.status, found.max_seq,
                 damaged=found.reason is not None,
             )
-            entries.adopt(entry)
+            entries._adopt(entry)
 
     def _start_committer(self, recovered: Recovered) -> Committer:
         policy = SnapshotPolicy(
@@ -171,6 +173,12 @@ class Store:
         identities existed that no writer has opened since): ``ship`` refuses to mix two
         stores' histories under one node by it."""
         return self._log.store_id
+
+    @property
+    def load_report(self) -> LoadReport:
+        """What this open found (a copy)."""
+        report = self._load_report
+        return msgspec.structs.replace(report, unknown=dict(report.unknown))
 
     @property
     def last_position(self) -> int:

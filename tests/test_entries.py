@@ -15,6 +15,7 @@ from evstore import (
     ContainerMetadata,
     ContainerStatus,
     EvstoreError,
+    InvalidInputError,
     NotFoundError,
     SandboxConfig,
     SandboxMetadata,
@@ -209,13 +210,12 @@ def test_delete_missing_is_silent(store: evstore.Store) -> None:
     store.containers.delete("c1")
 
 
-def test_delete_by_prefix(store: evstore.Store) -> None:
+def test_delete_refuses_a_prefix(store: evstore.Store) -> None:
     _add_c(store, "abcdef")
     _add_c(store, "xyz")
-    store.containers.delete("abc")
-    with pytest.raises(NotFoundError):
-        store.containers.get("abcdef")
-    assert store.containers.get("xyz").id == "xyz"
+    with pytest.raises(InvalidInputError, match="'abcdef'"):
+        store.containers.delete("abc")
+    assert sorted(e.id for e in store.containers.list()) == ["abcdef", "xyz"]
 
 
 def test_entry_status_delete_idempotent(store: evstore.Store) -> None:
@@ -461,8 +461,8 @@ def test_deleted_exact_id_no_longer_wins(store: evstore.Store) -> None:
     store.containers.delete("abc")
     # "abc" is now only a prefix of the live "abcd"
     assert store.containers.get("abc").id == "abcd"
-    store.containers.delete("abc")  # deletes "abcd" through its unique prefix
-    assert list(store.containers.list()) == []
+    store.containers.delete("abc")  # a retry: "abc" is gone, "abcd" stays
+    assert [e.id for e in store.containers.list()] == ["abcd"]
 
 
 def test_add_rejects_wrong_types(store: evstore.Store) -> None:

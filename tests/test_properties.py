@@ -112,14 +112,13 @@ class StoreModel(RuleBasedStateMachine):
     @rule(kind=KINDS, ident=IDS)
     def delete(self, kind: str, ident: str) -> None:
         live = [i for (k, i), history in self.model.items() if k == kind and history[-1]]
-        matches = [ident] if ident in live else [i for i in live if i.startswith(ident)]
         try:
-            getattr(self.store, kind).delete(ident)  # an id or a unique prefix
-        except evstore.AmbiguousIDError:
-            assert len(matches) > 1
+            getattr(self.store, kind).delete(ident)  # an exact id only
+        except evstore.InvalidInputError:  # a prefix of a live id; the invariant: nothing gone
+            assert ident not in live and any(i.startswith(ident) for i in live)
             return
-        if len(matches) == 1:
-            self.model[(kind, matches[0])] = [None]
+        if ident in live:
+            self.model[(kind, ident)] = [None]
 
     @rule()
     def flush(self) -> None:

@@ -1015,10 +1015,10 @@ def test_batch_is_acknowledged_when_the_next_one_fails(store: Any) -> None:
         return real_write(put_then_fail)
 
     log.write = write
-    change1 = first.prepare_change(setter(pid=11), sync=True)
+    change1 = first.status._prepare_change(setter(pid=11), sync=True)
     batch1 = store.submit(change1.write)
     assert entered.wait(10)
-    change2 = second.prepare_change(setter(pid=12), sync=True)
+    change2 = second.status._prepare_change(setter(pid=12), sync=True)
     batch2 = store.submit(change2.write)
     second_done = threading.Event()
     batch2.on_done(second_done.set)
@@ -1028,7 +1028,7 @@ def test_batch_is_acknowledged_when_the_next_one_fails(store: Any) -> None:
     with pytest.raises(EvstoreError, match="the disk went away"):
         batch2.raise_error()
     log.write = real_write
-    first.finish_change(change1)
+    first.status._finish_change(change1)
     assert second.status.update_sync(setter(pid=13)).pid == 13  # the store goes on
     path = store.path
     store.close()
