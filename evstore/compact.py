@@ -12,8 +12,10 @@ By default nothing of the history is dropped. With ``drop_before`` (a wall-clock
 ns), one transaction first drops every event up to a new floor: the last position before
 the first event stamped ``drop_before`` or later, and never beyond the checkpoint, so that
 a snapshot covers every event dropped. Each entry that loses events keeps a base (its fold
-at the floor); an entry deleted by then with no later event goes entirely; an entry whose
-events do not fold (damage) keeps them all. See ``retention`` for what readers do with it.
+at the floor); an entry deleted by then with no later event goes entirely, except the
+highest-numbered one, whose snapshot and base keep its number taken (new entries are
+numbered past every number a record names: see ``recovery``); an entry whose events do not
+fold (damage) keeps them all. See ``retention`` for what readers do with it.
 """
 
 from __future__ import annotations
@@ -235,10 +237,11 @@ def _drop(plan: _Plan, floor: FloorV1, dbs: dict[bytes, Any], txn: Any) -> tuple
         dropped += 1
     removed = []
     positions = Positions(txn, dbs)  # after the deletes: it reads the log as they left it
+    top = max(plan.folds)
     for eno, found in plan.folds.items():
         if eno in kept:
             continue
-        if found.deleted and not _has_events_after(positions, eno, found.seq):
+        if eno != top and found.deleted and not _has_events_after(positions, eno, found.seq):
             txn.delete(snapshot_key(eno), db=dbs[b"snapshots"])
             delete_base(txn, dbs, eno)
             removed.append(_name(found))
