@@ -139,3 +139,16 @@ def test_compact_keeps_mode_owner_and_group_of_every_file(store_path: Path) -> N
     with evstore.open(store_path) as store:
         store.containers.add(ContainerMetadata(id="after"), ContainerStatus())
     assert owners(store_path) == before
+
+
+def test_a_creation_cut_short_is_started_again(store_path: Path) -> None:
+    """What a crash during creation can leave: the writer lock and the scratch directory
+    with a partial data file, but never a data.mdb in the store."""
+    (store_path / ".creating").mkdir(parents=True)
+    (store_path / ".creating" / "data.mdb").write_bytes(b"\0" * 4096)
+    (store_path / "writer.lock").touch()
+    with evstore.open(store_path) as store:
+        store.containers.add(ContainerMetadata(id="c1"), ContainerStatus())
+    assert sorted(os.listdir(store_path)) == sorted(FILES)
+    with evstore.open(store_path, readonly=True) as store:
+        assert [entry.id for entry in store.containers.list()] == ["c1"]
