@@ -226,26 +226,30 @@ def _create(path: Path, modes: Modes) -> None:
     if (path / _DATA_FILE).exists():
         return
     scratch = path / _SCRATCH
-    shutil.rmtree(scratch, ignore_errors=True)
-    scratch.mkdir(mode=0o700)
     try:
-        try:
-            env = lmdb.open(
-                str(scratch), map_size=1 << 20, max_dbs=len(DB_NAMES), lock=False,
-                sync=True, metasync=True,
-            )
-            try:
-                with env.begin(write=True) as txn:
-                    _first_commit(env, txn)
-            finally:
-                env.close()
-        except lmdb.Error as exc:
-            raise _write_error(exc, path) from None
+        shutil.rmtree(scratch, ignore_errors=True)
+        scratch.mkdir(mode=0o700)
+        _first_data_file(scratch)
         os.chmod(scratch / _DATA_FILE, modes.file)
         os.replace(scratch / _DATA_FILE, path / _DATA_FILE)
         fsync_path(path)
+    except (lmdb.Error, OSError) as exc:  # a full disk, most likely
+        raise _write_error(exc, path) from None
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _first_data_file(directory: Path) -> None:
+    """A data file holding a new store's first commit, synced, in ``directory``."""
+    env = lmdb.open(
+        str(directory), map_size=1 << 20, max_dbs=len(DB_NAMES), lock=False,
+        sync=True, metasync=True,
+    )
+    try:
+        with env.begin(write=True) as txn:
+            _first_commit(env, txn)
+    finally:
+        env.close()
 
 
 def _make_reader_table(path: Path, modes: Modes) -> None:
