@@ -170,17 +170,23 @@ def seal(key: bytes, payload: bytes) -> bytes:
     return _HEADER.pack(FORMAT, zlib.crc32(payload, zlib.crc32(key))) + payload
 
 
-def event_records(first: int, writes: Iterable[LogWrite]) -> tuple[list[Pair], list[Pair]]:
+def event_records(
+    first: int, writes: Iterable[LogWrite]
+) -> tuple[list[Pair], list[Pair], list[Pair]]:
     """The log and index records of events numbered from ``first``, built in one pass:
-    this is the writer's loop over every event of a batch."""
+    this is the writer's loop over every event of a batch. Third, the index records of
+    new entries' first events, which go in with them (see ``index``)."""
     records: list[Pair] = []
     index: list[Pair] = []
+    fresh: list[Pair] = []
     pack_event = _EVENT_KEY.pack
     for position, write in enumerate(writes, first):
         key = pack_event(position, write.eno, write.seq)
         records.append((key, seal(key, write.payload)))
         index.append((key[8:], key[:8]))  # ``index_record``, inlined: once per event
-    return records, index
+        if write.seq == 1:
+            fresh.append(index[-1])
+    return records, index, fresh
 
 
 def _open(key: bytes, value: bytes) -> bytes:

@@ -302,7 +302,7 @@ class Committer:
         ``index_every`` of them (or a close) make them worth a commit's pages; on a full
         disk they wait longer, so that the events, which cannot wait, still go in."""
         first = self._last_pos + 1
-        records, index = event_records(first, items)
+        records, index, fresh = event_records(first, items)
         mark = first - 1 if self._mark else None
         due = len(self._unindexed) + len(index) >= self._index_every or self._closing
         error = None
@@ -312,7 +312,7 @@ class Committer:
                 self._unindexed = []
                 return None
         if error is None or isinstance(error, DiskFullError):
-            error = self._try(records, plan, ([], mark))
+            error = self._try(records, plan, (fresh, mark))
             if error is None:
                 self._unindexed.extend(index)
         return error

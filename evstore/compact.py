@@ -12,8 +12,10 @@ By default nothing of the history is dropped. With ``drop_before`` (a wall-clock
 ns), one transaction first drops every event up to a new floor: the last position before
 the first event stamped ``drop_before`` or later, and never beyond the checkpoint, so that
 a snapshot covers every event dropped. Each entry that loses events keeps a base (its fold
-at the floor); an entry deleted by then with no later event goes entirely; an entry whose
-events do not fold (damage) keeps them all. See ``retention`` for what readers do with it.
+at the floor); an entry deleted by then with no later event goes entirely, except the
+highest-numbered one, whose snapshot and base keep its number taken (new entries are
+numbered past every number a record names: see ``recovery``); an entry whose events do not
+fold (damage) keeps them all. See ``retention`` for what readers do with it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import stat
 import struct
 import tempfile
 from dataclasses import dataclass, field
@@ -39,9 +42,9 @@ from .codec import (
     parse_event_key,
     snapshot_key,
 )
-from .errors import CorruptStoreError, StoreLockedError, WriteError
+from .errors import CorruptStoreError, StoreAccessError, StoreLockedError, WriteError
 from .index import Positions
-from .log import Log
+from .log import Log, fsync_path
 from .pods import restart_seed
 from .recovery import Found, as_write, read_checkpoint, start_of_history, step
 from .retention import delete_base, put_base, put_floor, read_floor
@@ -115,30 +118,41 @@ def _check_alone(path: Path, probe: int) -> None:
 def _copy_and_swap(
     log: Log, path: Path, before: int, dropped: DropReport | None
 ) -> CompactReport:
+    """Swap in a compacted copy of the data file, and a fresh reader table (the old one
+    describes the old file; the next open initialises it), each with the mode, owner and
+    group of the file it replaces, so that compacting never changes who may read."""
     data = path / "data.mdb"
-    scratch = Path(tempfile.mkdtemp(prefix=".compact-", dir=path))
+    scratch = Path(tempfile.mkdtemp(prefix=".compact-", dir=path))  # 0700: private meanwhile
     try:
         try:
             log.env.copy(str(scratch), compact=True)
         except lmdb.Error as exc:
             raise WriteError(f"{path}: compacted copy failed: {exc}") from None
-        copy = scratch / "data.mdb"
-        _fsync(copy, os.O_RDONLY)
+        copy, table = scratch / "data.mdb", scratch / "lock.mdb"
+        os.close(os.open(table, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+        for new, old in ((copy, data), (table, path / "lock.mdb")):
+            _same_access(new, old)
+        fsync_path(copy)
         os.replace(copy, data)
-        _fsync(path, os.O_RDONLY | os.O_DIRECTORY)
-        # the lock file describes the old file; the next open starts a fresh one
-        (path / "lock.mdb").unlink(missing_ok=True)
+        os.replace(table, path / "lock.mdb")
+        fsync_path(path)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return CompactReport(before, data.stat().st_size, dropped)
 
 
-def _fsync(target: Path, flags: int) -> None:
-    fd = os.open(target, flags | os.O_CLOEXEC)
+def _same_access(new: Path, old: Path) -> None:
+    """Give ``new`` the mode, owner and group of ``old``; refuse if that is not allowed."""
+    want, have = old.stat(), new.stat()
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        if (want.st_uid, want.st_gid) != (have.st_uid, have.st_gid):
+            os.chown(new, want.st_uid, want.st_gid)
+    except PermissionError:
+        raise StoreAccessError(
+            f"{old}: compacting needs to give the new file its owner and group"
+            f" ({want.st_uid}:{want.st_gid}); run it as that owner or as root"
+        ) from None
+    os.chmod(new, stat.S_IMODE(want.st_mode))
 
 
 # --- retention ----------------------------------------------------------------------------
@@ -235,10 +249,11 @@ def _drop(plan: _Plan, floor: FloorV1, dbs: dict[bytes, Any], txn: Any) -> tuple
         dropped += 1
     removed = []
     positions = Positions(txn, dbs)  # after the deletes: it reads the log as they left it
+    top = max(plan.folds)
     for eno, found in plan.folds.items():
         if eno in kept:
             continue
-        if found.deleted and not _has_events_after(positions, eno, found.seq):
+        if eno != top and found.deleted and not _has_events_after(positions, eno, found.seq):
             txn.delete(snapshot_key(eno), db=dbs[b"snapshots"])
             delete_base(txn, dbs, eno)
             removed.append(_name(found))

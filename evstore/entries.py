@@ -460,9 +460,7 @@ class Entries(Generic[S, M]):
             raise InvalidInputError(f"metadata must be {self._metadata_type.__name__}")
         if not isinstance(status, self._status_type):
             raise InvalidInputError(f"status must be {self._status_type.__name__}")
-        ident = metadata.id
-        if not isinstance(ident, str) or not ident or len(ident.encode()) > MAX_ID_BYTES:
-            raise InvalidInputError(f"id must be a non-empty string of <= {MAX_ID_BYTES} bytes")
+        inputs.entry_id(metadata.id, MAX_ID_BYTES)
 
     def _reserve(self, ident: str) -> tuple[int, int]:
         with self._lock:
@@ -470,7 +468,18 @@ class Entries(Generic[S, M]):
                 raise AlreadyExistsError(f"{ident}: a live {self._kind_name} has this id")
             self._adding.add(ident)
             known = self._known.get(ident)
-        return known if known is not None else (self._backend.allocate_eno(self._entity, ident), 0)
+        if known is not None:
+            return known
+        try:  # the store refuses an id the other kind holds
+            return self._backend.allocate_eno(self._entity, ident), 0
+        except BaseException:
+            with self._lock:
+                self._adding.discard(ident)
+            raise
+
+    def holds(self, ident: str) -> bool:
+        """Whether ``ident`` is live, being added, or has a history here."""
+        return ident in self._known or ident in self._adding
 
     def _adopt(self, entry: Entry[S, M]) -> None:
         """Make an entry visible (after its add is durable, or at load)."""

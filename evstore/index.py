@@ -6,9 +6,12 @@ the entry, and its branches) into every synced commit: one writer ran at 1.23x t
 per-file baseline with it and 1.53x without (full ``evstore bench`` runs). So the writer
 keeps the index records of recent events in memory and puts them together, every
 ``index_every`` events and on a clean close, with meta's ``indexed``: every event at or
-before that position has its index record, and none after it does. Readers take the events
-after it from the log itself: that tail is short (about ``index_every`` events) and its
-keys already hold everything an index record does.
+before that position has its index record. Readers take the events after it from the log
+itself: that tail is short (about ``index_every`` events) and its keys already hold
+everything an index record does. After it, only a new entry's first event has its index
+record already, put in the same commit: so from its first commit on every entry is named by
+two records, and losing either one neither hides it nor frees its number for another
+entry (see ``recovery``).
 """
 
 from __future__ import annotations

@@ -11,6 +11,8 @@ import errno
 import fcntl
 import os
 import resource
+import shutil
+import stat
 import struct
 import threading
 import uuid
@@ -43,6 +45,9 @@ _LOCK_FILE = "writer.lock"
 _FULL_ERRNOS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
 _ACCESS_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS)
 _READER_TABLE = "lock.mdb"  # LMDB's, where even a read-only process registers its readers
+_SCRATCH = ".creating"  # where a new store's data file is made (see ``_create``)
+_CREATION_LEFTOVERS = {_LOCK_FILE, _SCRATCH}  # what a creation cut short leaves
+NEW_STORE_MODE = 0o600  # private to the owner unless the caller asks otherwise
 
 
 class _Shared:
@@ -63,21 +68,29 @@ _registry_lock = threading.Lock()
 class Log:
     """Transactions on one store's databases; writes come only from the committer thread."""
 
-    def __init__(self, path: str | os.PathLike[str], *, readonly: bool, map_size: int) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, readonly: bool, map_size: int,
+        mode: int = NEW_STORE_MODE,
+    ) -> None:
+        """``mode``: the permission bits of a store created here (see ``Modes``)."""
         self.path = Path(path)
         self.readonly = readonly
         self._lock_fd: int | None = None
-        self._key = _check_path(self.path, readonly)  # first: it turns EACCES into our error
-        fresh = not (self.path / _DATA_FILE).exists()
+        self._key = _check_path(self.path, readonly, Modes(mode))  # first: EACCES is ours
+        # an existing store's new files (its reader table, say) get its data file's mode
+        modes = Modes.of(self.path) if (self.path / _DATA_FILE).exists() else Modes(mode)
         if not readonly:
-            self._lock_fd = _take_writer_lock(self.path)
+            self._lock_fd = _take_writer_lock(self.path, modes)
         try:
+            if not readonly:
+                _create(self.path, modes)
+            _make_reader_table(self.path, modes)
             self._shared = _attach(self._key, self.path, readonly, map_size)
         except BaseException:
             self._release_lock()
             raise
         try:
-            self.dbs, magic = _open_dbs(self._shared.env, self.path, readonly, fresh)
+            self.dbs, magic = _open_dbs(self._shared.env, self.path, readonly)
             self.store_id = _identity(self._shared.env, self.dbs, readonly)
         except BaseException:  # not a store after all: let go of its environment too
             _detach(self._key)
@@ -153,26 +166,114 @@ class Log:
             self._lock_fd = None
 
 
-def _check_path(path: Path, readonly: bool) -> str:
+class Modes:
+    """Permission bits of a store's files: ``data.mdb`` and ``writer.lock`` get ``mode``;
+    LMDB's reader table also write wherever it may be read (a reader writes it); the
+    directory search wherever read. The data file, reader table and directory get them
+    exactly, whatever the umask, since the caller asked for them."""
+
+    def __init__(self, mode: int) -> None:
+        self.file = mode
+        self.readers = mode | (mode & 0o444) >> 1
+        self.directory = mode | (mode & 0o444) >> 2
+
+    @classmethod
+    def of(cls, path: Path) -> Modes:
+        return cls(stat.S_IMODE((path / _DATA_FILE).stat().st_mode))
+
+
+def _check_path(path: Path, readonly: bool, modes: Modes) -> str:
     try:
-        return _checked_path(path, readonly)
+        return _checked_path(path, readonly, modes)
     except PermissionError as exc:  # a directory or data file this process may not read
         raise _access_error(path, exc.errno or errno.EACCES) from None
 
 
-def _checked_path(path: Path, readonly: bool) -> str:
+def _checked_path(path: Path, readonly: bool, modes: Modes) -> str:
     if path.exists() and not path.is_dir():
         raise CorruptStoreError(f"{path}: not an evstore store (not a directory)")
     has_data = (path / _DATA_FILE).exists()
     if readonly and not has_data:
         raise NotFoundError(f"{path}: no evstore store there")
-    if not has_data and path.exists() and any(path.iterdir()):
+    if not has_data and path.exists() and set(os.listdir(path)) - _CREATION_LEFTOVERS:
         raise CorruptStoreError(f"{path}: not an evstore store (directory has other files)")
     if has_data:
         check_size(path)
     if not readonly:
-        path.mkdir(parents=True, exist_ok=True)
+        _make_dirs(path, modes.directory)
     return os.path.realpath(path)
+
+
+def _make_dirs(path: Path, mode: int) -> None:
+    """Create ``path`` (and its missing parents), each made durable in its parent."""
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for directory in reversed(missing):
+        try:
+            directory.mkdir()
+        except FileExistsError:
+            continue
+        if directory == missing[0]:
+            os.chmod(directory, mode)
+        fsync_path(directory.parent)
+
+
+def _create(path: Path, modes: Modes) -> None:
+    """Write a new store's first commit in a scratch directory and rename its data file in,
+    so that a crash leaves either no ``data.mdb`` or a whole one (never an empty one); then
+    make the name durable, before any write can be acknowledged. Caller holds the writer
+    lock. Nothing to do when the store exists."""
+    if (path / _DATA_FILE).exists():
+        return
+    scratch = path / _SCRATCH
+    try:
+        shutil.rmtree(scratch, ignore_errors=True)
+        scratch.mkdir(mode=0o700)
+        _first_data_file(scratch)
+        os.chmod(scratch / _DATA_FILE, modes.file)
+        os.replace(scratch / _DATA_FILE, path / _DATA_FILE)
+        fsync_path(path)
+    except (lmdb.Error, OSError) as exc:  # a full disk, most likely
+        raise _write_error(exc, path) from None
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _first_data_file(directory: Path) -> None:
+    """A data file holding a new store's first commit, synced, in ``directory``."""
+    env = lmdb.open(
+        str(directory), map_size=1 << 20, max_dbs=len(DB_NAMES), lock=False,
+        sync=True, metasync=True,
+    )
+    try:
+        with env.begin(write=True) as txn:
+            _first_commit(env, txn)
+    finally:
+        env.close()
+
+
+def _make_reader_table(path: Path, modes: Modes) -> None:
+    """Create LMDB's reader table with its mode, where it is missing (LMDB would give it the
+    data file's mode, and a reader needs to write it)."""
+    try:
+        fd = os.open(path / _READER_TABLE, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0)
+    except OSError:  # there already, or not ours to create: LMDB says what is wrong
+        return
+    try:
+        os.fchmod(fd, modes.readers)
+    finally:
+        os.close(fd)
+
+
+def fsync_path(target: Path) -> None:
+    """fsync a file or directory by name (a directory's, to make names in it durable)."""
+    fd = os.open(target, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 _META = struct.Struct("<II")  # magic, version at the start of an LMDB meta page's body
@@ -196,8 +297,11 @@ def check_size(path: Path) -> None:
             last_page, txnid = _META_LAST.unpack_from(head, offset + 136)
             metas.append((txnid, last_page))
     if not metas:
-        if size == 0:
-            return  # a creation that died before its first commit; LMDB starts it afresh
+        if size == 0:  # evstore renames a data file in only once it holds a commit
+            raise CorruptStoreError(
+                f"{path}: {_DATA_FILE} is empty (0 bytes): its contents were lost or it was"
+                " never a store; restore it from a copy, or remove the directory to start anew"
+            )
         raise CorruptStoreError(f"{path}: not an evstore store (no LMDB header)")
     _txnid, last_page = max(metas)
     needed = (last_page + 1) * _page_size(head)
@@ -214,13 +318,16 @@ def _page_size(head: bytes) -> int:
     return 4096
 
 
-def _take_writer_lock(path: Path) -> int:
+def _take_writer_lock(path: Path, modes: Modes) -> int:
     try:
-        fd = os.open(path / _LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = os.open(path / _LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, modes.file)
     except OSError as exc:
         if exc.errno in _ACCESS_ERRNOS:
             raise _access_error(path, exc.errno) from None
-        raise
+        raise CorruptStoreError(
+            f"{path}: cannot open its lock file {_LOCK_FILE}: {exc.strerror}"
+            f"{' (it must be a regular file)' if exc.errno == errno.EISDIR else ''}"
+        ) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -280,18 +387,22 @@ def _open_env(path: Path, readonly: bool, map_size: int) -> Any:
     return env
 
 
-def _open_dbs(
-    env: Any, path: Path, readonly: bool, fresh: bool
-) -> tuple[dict[bytes, Any], bytes]:
+def _first_commit(env: Any, txn: Any) -> dict[bytes, Any]:
+    """A new store's databases and format marks."""
+    dbs = {name: env.open_db(name, txn=txn) for name in DB_NAMES}
+    txn.put(b"format", STORE_MAGIC, db=dbs[b"meta"])
+    txn.put(_STORE_ID, uuid.uuid4().bytes, db=dbs[b"meta"])
+    put_indexed(txn, dbs, 0)
+    return dbs
+
+
+def _open_dbs(env: Any, path: Path, readonly: bool) -> tuple[dict[bytes, Any], bytes]:
     try:
-        if readonly or not (fresh or _is_empty(env)):
+        if readonly or not _is_empty(env):
             dbs = {name: env.open_db(name, create=False) for name in DB_NAMES}
-        else:
+        else:  # left by a creation of an earlier evstore that died before its first commit
             with env.begin(write=True) as txn:
-                dbs = {name: env.open_db(name, txn=txn) for name in DB_NAMES}
-                txn.put(b"format", STORE_MAGIC, db=dbs[b"meta"])
-                txn.put(_STORE_ID, uuid.uuid4().bytes, db=dbs[b"meta"])
-                put_indexed(txn, dbs, 0)
+                dbs = _first_commit(env, txn)
         with env.begin() as txn:
             magic = txn.get(b"format", db=dbs[b"meta"])
     except lmdb.NotFoundError:

@@ -2,9 +2,9 @@
 
 Damage stays local. A record that fails its checksum, has an unknown format version or
 is missing from its entry's sequence stops that entry's fold: the entry loads as UNKNOWN
-with the last good fold and a reason, and every other entry loads exactly. A damaged
-snapshot falls back to folding the entry's whole history (from its base, when retention
-dropped the start of it: see ``retention``). Nothing here writes.
+with the last good fold and a reason, and every other entry loads exactly. A damaged or
+lost snapshot falls back to folding the entry's whole history (from its base, when
+retention dropped the start of it: see ``retention``). Nothing here writes.
 """
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ from .codec import (
     decode_event,
     decode_snapshot,
     event_key,
+    index_key,
     parse_event_key,
+    parse_index_key,
     parse_snapshot_key,
     unpack_u64,
 )
@@ -31,9 +33,11 @@ from .events import STATUS_TYPES, Entity, Kind, apply, entity_of
 from .index import Positions, unindexed
 from .log import Log
 from .model import ContainerStatus, Metadata, SandboxStatus, Status
-from .retention import NO_FLOOR, read_base, read_floor
+from .retention import NO_FLOOR, base_enos, read_base, read_floor
 from .snapshots import Dirty, Write
 from .states import SandboxState
+
+_LAST_ENO = 2**32 - 1  # entry numbers are 32-bit in keys
 
 
 class LoadReport(msgspec.Struct):
@@ -95,11 +99,35 @@ def load(log: Log) -> Recovered:
         _replay(txn, dbs, positions, entries, bad, checkpoint, report)
         last_pos = last_position(txn, dbs, report)
         tail = unindexed(txn, dbs)
+        for eno in sorted(_named(txn, dbs, tail) - entries.keys()):
+            bad[eno] = "snapshot missing"
+            entries[eno] = _fold_history(txn, dbs, positions, eno, bad[eno])
     recovered = Recovered(entries, report, last_pos, checkpoint, snap_seq, tail)
     recovered.dirty = _dirty(entries, bad, checkpoint)
     _finish_report(recovered)
     report.seconds = time.perf_counter() - started
     return recovered
+
+
+def _named(txn: Any, dbs: dict[bytes, Any], tail: list[Pair]) -> set[int]:
+    """Every entry number that an index record, a log record of the unindexed tail or a
+    retention base names. An entry that neither a snapshot nor the replay brought back
+    lost its snapshot (its events all lie before the checkpoint), and is rebuilt from
+    these: every entry is named by two records from its first commit on (see ``index``),
+    so no single lost record hides it, and its number stays taken."""
+    named = {parse_index_key(key)[0] for key, _position in tail}
+    named.update(base_enos(txn, dbs))
+    cursor = txn.cursor(db=dbs[b"index"])
+    more = cursor.first()
+    while more:  # one seek per entry, not one step per event
+        try:
+            eno = parse_index_key(cursor.key())[0]
+        except RecordError:  # a damaged key, for verify to name
+            more = cursor.next()
+            continue
+        named.add(eno)
+        more = eno < _LAST_ENO and cursor.set_range(index_key(eno + 1, 0))
+    return named
 
 
 def read_checkpoint(txn: Any, dbs: dict[bytes, Any]) -> int:

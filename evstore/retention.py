@@ -17,6 +17,7 @@ neither, and everything here then reads as "nothing dropped".
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -57,18 +58,34 @@ def read_base(txn: Any, dbs: dict[bytes, Any], eno: int) -> SnapshotRecord | Non
     return decode_snapshot(key, raw) if raw is not None else None
 
 
+def _base_records(txn: Any, dbs: dict[bytes, Any]) -> Iterator[tuple[bytes, bytes]]:
+    cursor = txn.cursor(db=dbs[b"meta"])
+    if not cursor.set_range(BASE_PREFIX):
+        return
+    for key, value in cursor:
+        if not key.startswith(BASE_PREFIX):
+            break
+        yield key, value
+
+
+def base_enos(txn: Any, dbs: dict[bytes, Any]) -> set[int]:
+    """The entry numbers that have a base (undamaged keys only)."""
+    enos = set()
+    for key, _value in _base_records(txn, dbs):
+        try:
+            enos.add(parse_snapshot_key(key[len(BASE_PREFIX) :]))
+        except RecordError:
+            continue
+    return enos
+
+
 def read_bases(
     txn: Any, dbs: dict[bytes, Any]
 ) -> tuple[dict[int, SnapshotRecord], dict[int, str]]:
     """Every base by entry number, and why each unreadable one could not be read."""
     bases: dict[int, SnapshotRecord] = {}
     damaged: dict[int, str] = {}
-    cursor = txn.cursor(db=dbs[b"meta"])
-    if not cursor.set_range(BASE_PREFIX):
-        return bases, damaged
-    for key, value in cursor:
-        if not key.startswith(BASE_PREFIX):
-            break
+    for key, value in _base_records(txn, dbs):
         try:
             eno = parse_snapshot_key(key[len(BASE_PREFIX) :])
         except RecordError as exc:

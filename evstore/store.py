@@ -14,9 +14,9 @@ from . import audit, inputs, replay
 from . import pods as kubelet
 from .commit import Batch, Committer
 from .entries import Entries, Entry
-from .errors import InvalidInputError, ReadOnlyError, StoreClosedError
+from .errors import AlreadyExistsError, InvalidInputError, ReadOnlyError, StoreClosedError
 from .events import Entity, Event
-from .log import DEFAULT_MAP_SIZE, Log
+from .log import DEFAULT_MAP_SIZE, NEW_STORE_MODE, Log
 from .model import ContainerMetadata, ContainerStatus, SandboxMetadata, SandboxStatus, Status
 from .pods import Pods, PodStatus
 from .probe import probe as probe_store
@@ -60,10 +60,11 @@ class Store:
 
     def __init__(
         self, path: str | os.PathLike[str], *, readonly: bool = False, probe: bool = True,
-        **tuning: int,
+        mode: int = NEW_STORE_MODE, **tuning: int,
     ):
         self.tuning = _tuning(tuning)
         self.path = inputs.path(path)
+        mode = inputs.file_mode(mode)
         if probe and os.path.exists(self.path / "data.mdb"):  # unreadable: Log says so
             probe_store(self.path)
         self.readonly = readonly
@@ -71,7 +72,9 @@ class Store:
         self._generation = _forks.generation
         self._closed = False
         self._eno_lock = threading.Lock()
-        self._log = Log(self.path, readonly=readonly, map_size=self.tuning["map_size"])
+        self._log = Log(
+            self.path, readonly=readonly, map_size=self.tuning["map_size"], mode=mode
+        )
         try:
             recovered = load(self._log)
         except BaseException:
@@ -144,7 +147,15 @@ class Store:
             raise StoreClosedError(f"{self.path}: opened before fork(); open it again here")
 
     def allocate_eno(self, entity: Entity, id: str) -> int:
+        """A new entry's number; refused for an id the other kind holds, since containers
+        and sandboxes share one id space in containerd (and ``history`` is by id)."""
+        other = Entity.SANDBOX if entity is Entity.CONTAINER else Entity.CONTAINER
         with self._eno_lock:
+            if self._collection(other).holds(id):
+                raise AlreadyExistsError(
+                    f"{id}: a {other.name.lower()} has this id (or had it: its history keeps"
+                    " it); containers and sandboxes share one id space"
+                )
             eno = self._next_eno
             self._next_eno += 1
             self._names[eno] = (entity, id)
@@ -271,9 +282,14 @@ def _tuning(given: dict[str, int]) -> dict[str, int]:
 
 
 def open_store(
-    path: str | os.PathLike[str], *, readonly: bool = False, probe: bool = True, **tuning: int
+    path: str | os.PathLike[str], *, readonly: bool = False, probe: bool = True,
+    mode: int = NEW_STORE_MODE, **tuning: int,
 ) -> Store:
     """Open (creating if missing, unless ``readonly``) and rebuild every entry.
+
+    A store created here is private to its owner: files ``mode`` (0600), the directory
+    0700; a wider ``mode`` such as 0640 lets a group read it (see ``log.Modes``). An
+    existing store's files keep their modes.
 
     What opening reads of an existing store is first read in a child process (``probe``), so
     that a file damaged badly enough to crash its reader (LMDB dies of SIGBUS on some damage)
@@ -281,4 +297,4 @@ def open_store(
     that (a bare interpreter's start and a walk in C) where a crash on a damaged file is
     acceptable.
     """
-    return Store(path, readonly=readonly, probe=probe, **tuning)
+    return Store(path, readonly=readonly, probe=probe, mode=mode, **tuning)

@@ -374,20 +374,22 @@ def test_sandbox_exact_id_wins(store: evstore.Store) -> None:
 def test_containers_and_sandboxes_are_separate(store_path: Path) -> None:
     with evstore.open(store_path) as s:
         _add_c(s, "same", pid=1)
-        # the same id in the other collection is not a conflict
-        s.sandboxes.add(SandboxMetadata("same"), SandboxStatus(pid=2))
+        # one id space (as in containerd): the other collection may not take the id
+        with pytest.raises(AlreadyExistsError, match="a container has this id"):
+            s.sandboxes.add(SandboxMetadata("same"), SandboxStatus(pid=2))
+        s.sandboxes.add(SandboxMetadata("sbox"), SandboxStatus(pid=2))
         _add_c(s, "conly")
         assert s.containers.get("same").status.get().pid == 1
-        assert s.sandboxes.get("same").status.get().pid == 2
+        assert s.sandboxes.get("sbox").status.get().pid == 2
         with pytest.raises(NotFoundError):
             s.sandboxes.get("conly")
-        assert s.sandboxes.get("s").id == "same"  # not ambiguous with a container
-        assert sorted(e.id for e in s.sandboxes.list()) == ["same"]
+        assert s.sandboxes.get("s").id == "sbox"  # not ambiguous with a container
+        assert sorted(e.id for e in s.sandboxes.list()) == ["sbox"]
         assert sorted(e.id for e in s.containers.list()) == ["conly", "same"]
-        s.sandboxes.delete("same")
+        s.sandboxes.delete("same")  # a missing sandbox id does not touch containers
         assert s.containers.get("same").status.get().pid == 1
-        s.containers.delete("conly")  # a missing sandbox id does not touch containers
-        s.sandboxes.delete("same")
+        s.containers.delete("conly")
+        s.sandboxes.delete("sbox")
     with evstore.open(store_path) as s:
         assert [e.id for e in s.containers.list()] == ["same"]
         assert list(s.sandboxes.list()) == []

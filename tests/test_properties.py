@@ -79,12 +79,14 @@ class StoreModel(RuleBasedStateMachine):
             metadata, status = ContainerMetadata(id=ident), ContainerStatus(created_at=created)
         else:
             metadata, status = SandboxMetadata(id=ident), SandboxStatus(created_at=created)
+        other = ("sandboxes" if kind == "containers" else "containers", ident)
         try:
             getattr(self.store, kind).add(metadata, status)
         except evstore.AlreadyExistsError:
-            assert self.current(key) is not None
+            # live here, or the other kind has (or had) the id: one id space
+            assert self.current(key) is not None or other in self.model
         else:
-            assert self.current(key) is None
+            assert self.current(key) is None and self.current(other) is None
             self.model[key] = [status]
 
     @rule(kind=KINDS, ident=IDS, data=st.data(), sync=st.booleans())
