@@ -12,8 +12,8 @@ The child imports only ``lmdb``, without ``site`` (``python -I -S``) and without
 it starts in a few tens of milliseconds and its walk runs in C, so a probe costs far less
 than the second load of the store it replaces. It is a fresh interpreter, never a
 ``fork()`` of the caller: an LMDB environment must not be shared across a fork. An open
-is probed for what opening reads; later reads of older pages (an entry's history, the
-index) and the free list, which only a writer reads, are not walked then, but ``verify``
+is probed for what opening reads; later reads of older pages (an entry's history) and
+the free list, which only a writer reads, are not walked then, but ``verify``
 walks every record first. Pages a writer adds later come from a sound process.
 """
 
@@ -68,9 +68,8 @@ try:
         if scope == "load" and meta is not None:
             start = min(position(txn.get(key, db=meta)) for key in (b"checkpoint", b"indexed"))
             start = min(start + 1, 2**64 - 1).to_bytes(8, "big")
-        for name, db in dbs.items():
-            if scope == "all" or name != "index":
-                walk(txn, db, start if name == "events" else None)
+        for name, db in dbs.items():  # opening seeks every entry's first index record
+            walk(txn, db, start if name == "events" else None)
 except lmdb.Error as exc:
     print(exc, file=sys.stderr)
     sys.exit(1)
