@@ -28,6 +28,7 @@ from .events import CHANGES_TYPES, ENTITY_NAMES, STATUS_TYPES, Event, apply, ent
 from .model import Status
 from .recovery import mark_unknown
 from .retention import Retained, retained
+from .times import format_time
 
 if TYPE_CHECKING:
     from .store import Store
@@ -169,8 +170,6 @@ def replay_feed(
     start = start if start is not None else Retained()
     floor = start.floor
     if floor.position and bound < (floor.position if name == "position" else floor.time):
-        from .render import format_time  # render shows replays: it imports this module
-
         raise HistoryDroppedError(
             f"the history up to position {floor.position} ({format_time(floor.time)}) was"
             " dropped by compaction (retention): replay a later point"
