@@ -4,6 +4,10 @@ Every subcommand runs under ``Cli``, which turns user mistakes into one line on 
 non-zero exit instead of a traceback: usage errors (bad option or value) exit 2, an
 ``EvstoreError`` or an ``OSError`` (unwritable directory, full disk) prints ``error: ...`` and
 exits 1.
+
+Loading this module loads click and little else, so that ``--help`` and every command start
+quickly: each command imports the machinery it runs (the store, PostgreSQL's driver, the
+benchmark, rich for bars and tables) in its body.
 """
 
 from __future__ import annotations
@@ -22,49 +26,25 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import click
-import msgspec
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
-from rich.table import Table
-from rich.text import Text
 
 import evstore
-from evstore import render
-from evstore.bench import BenchConfig, BenchResult, Measure, count_steps, run
-from evstore.bench import plot as bench_plot
-from evstore.compact import DropReport
-from evstore.compact import compact as compact_store
+from evstore._extras import require
 from evstore.errors import EvstoreError, NotFoundError
-from evstore.events import Event
-from evstore.fleet import (
-    STATE_NAMES,
-    FleetEntry,
-    list_current,
-    node_history,
-    reading,
-)
-from evstore.importer import container_dirs, import_containerd
-from evstore.pods import Pods
-from evstore.render import (
-    entries_table,
-    entry_object,
-    events_table,
-    format_time,
-    parse_age,
-    parse_time,
-)
-from evstore.replay import EntryState, dropped_events, feed_start, replay_feed
-from evstore.shipping import BATCH, BatchReport, Hooks, ShipOptions, ship_store
-from evstore.verify import count_events
-from evstore.verify import verify as verify_store
+from evstore.states import STATE_NAMES
+from evstore.times import format_time, parse_age, parse_time
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress, TaskID
+    from rich.table import Table
+
+    from evstore.bench import BenchConfig, BenchResult, Measure
+    from evstore.compact import DropReport
+    from evstore.events import Event
+    from evstore.fleet import FleetEntry
+    from evstore.pods import Pods
+    from evstore.replay import EntryState
+    from evstore.shipping import Hooks
 
 
 class UserError(click.ClickException):
@@ -118,6 +98,7 @@ class Cli(click.Group):
 
 
 @click.group(cls=Cli)
+@click.version_option(package_name="evstore", message="evstore %(version)s")
 def main() -> None:
     """evstore: an event-sourced container and sandbox status store on LMDB."""
     _escape_what_output_cannot_encode()
@@ -180,6 +161,11 @@ def bench(
     plot_file: Path | None, from_json: Path | None,
 ) -> None:
     """Measure evstore against containerd's fsync'd JSON file checkpoint, on the same disk."""
+    import msgspec
+    from rich.console import Console
+
+    from evstore.bench import plot as bench_plot
+
     if plot_file is not None and (why := bench_plot.missing()) is not None:
         raise UserError(why)  # before a run of minutes, not after it
     console = Console()
@@ -199,6 +185,10 @@ def bench(
 
 def load_result(path: Path) -> BenchResult:
     """A result saved by ``--json``; a file that is not one is a user error."""
+    import msgspec
+
+    from evstore.bench import BenchResult
+
     try:
         return BenchResult.from_dict(msgspec.json.decode(path.read_bytes()))
     except (ValueError, KeyError, TypeError, msgspec.DecodeError) as exc:
@@ -216,6 +206,8 @@ def show_result(console: Console, result: BenchResult) -> None:
 
 
 def _bench_config(quick: bool, directory: Path | None, repeats: int | None) -> BenchConfig:
+    from evstore.bench import BenchConfig
+
     overrides: dict[str, Any] = {"directory": directory}
     if repeats is not None:
         overrides["repeats"] = repeats
@@ -223,12 +215,14 @@ def _bench_config(quick: bool, directory: Path | None, repeats: int | None) -> B
 
 
 def _run_with_progress(cfg: BenchConfig) -> BenchResult:
-    with progress_bar("starting", count_steps(cfg), min_total=0) as (bar, task):
+    from evstore import bench as harness
+
+    with progress_bar("starting", harness.count_steps(cfg), min_total=0) as (bar, task):
 
         def advance(what: str, done: int, total: int) -> None:
             bar.update(task, description=what, completed=done, total=total)
 
-        return run(cfg, advance)
+        return harness.run(cfg, advance)
 
 
 # --- verify -----------------------------------------------------------------------------------
@@ -241,6 +235,9 @@ def verify(path: Path) -> None:
 
     Exits 0 only when the store is sound; otherwise lists what it found and exits 1.
     """
+    from evstore.verify import count_events
+    from evstore.verify import verify as verify_store
+
     total = count_events(path)
     with progress_bar("verifying", total, min_total=50_000) as (bar, task):
         report = verify_store(path, lambda done: bar.advance(task, done))
@@ -269,6 +266,16 @@ def progress_bar(
 ) -> Iterator[tuple[Progress, TaskID]]:
     """A bar on stderr, shown only on a terminal and for work of at least ``min_total``
     steps (``total=None``: a spinner for work that cannot be counted)."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     console = Console(stderr=True)
     text = TextColumn("{task.description}")  # what the work is at, as the caller updates it
     columns = (
@@ -293,11 +300,15 @@ def tracked(events: Iterable[Event], description: str, total: int) -> Generator[
 
 def stdout_console() -> Console:
     """Tables go to stdout; into a pipe or file they keep whole ids instead of cutting them."""
+    from rich.console import Console
+
     console = Console()
     return console if console.is_terminal else Console(width=1_000)
 
 
 def echo_json(data: Any) -> None:
+    import msgspec
+
     out = sys.stdout.buffer
     out.write(msgspec.json.encode(data) + b"\n")
     out.flush()
@@ -305,6 +316,8 @@ def echo_json(data: Any) -> None:
 
 def show_entries(states: list[EntryState], as_json: bool, now: int, header: str | None) -> None:
     """A table (after ``header``, if any) or, with --json, a JSON array of entry objects."""
+    from evstore.render import entries_table, entry_object
+
     if as_json:
         echo_json([entry_object(state) for state in states])
         return
@@ -326,6 +339,8 @@ def ls(path: Path, as_json: bool) -> None:
     id, entity, state, pid, exit_code, created_at and the whole status. Reads beside a
     running writer.
     """
+    from evstore.replay import EntryState
+
     with evstore.open(path, readonly=True) as store:
         states = [
             EntryState(entity, entry.id, entry.status.get())
@@ -343,6 +358,9 @@ def ls(path: Path, as_json: bool) -> None:
 def history(path: Path, ident: str, as_json: bool) -> None:
     """Show every event of container or sandbox ID, across its incarnations, deleted ones
     included; --json prints an array of event objects."""
+    from evstore.render import events_table
+    from evstore.replay import dropped_events
+
     with evstore.open(path, readonly=True) as store:
         events = store.history(ident)
         dropped = dropped_events(store, ident)
@@ -394,6 +412,8 @@ def replay(path: Path, at_time: int | None, position: int | None, as_json: bool)
     """
     if (at_time is None) == (position is None):
         raise click.UsageError("give exactly one of --time and --position")
+    from evstore.replay import feed_start, replay_feed
+
     with evstore.open(path, readonly=True) as store:
         last = store.last_position
         total = min(last, position) if position is not None else last
@@ -412,6 +432,8 @@ def replay(path: Path, at_time: int | None, position: int | None, as_json: bool)
 )
 def export(path: Path, since: int) -> None:
     """Stream the events after --since as JSON lines, one event object a line, in order."""
+    import msgspec
+
     out = sys.stdout.buffer
     encoder = msgspec.json.Encoder()
     buffer = bytearray()
@@ -451,6 +473,8 @@ def compact(path: Path, drop_before: int | None, keep: int | None) -> None:
         raise click.UsageError("give at most one of --drop-before and --keep")
     if keep is not None:
         drop_before = time.time_ns() - keep
+    from evstore.compact import compact as compact_store
+
     with progress_bar("compacting", None):
         report = compact_store(path, drop_before)
     if report.dropped is not None:
@@ -494,6 +518,8 @@ def import_containerd_command(root: Path, path: Path) -> None:
     missing. A status that cannot be read comes in as UNKNOWN, as containerd would load it,
     and is listed; ids already in the store are skipped, so a rerun imports nothing twice.
     """
+    from evstore.importer import container_dirs, import_containerd
+
     total = len(container_dirs(root))
     with evstore.open(path) as store, progress_bar("importing", total, 100) as (bar, task):
         report = import_containerd(
@@ -535,6 +561,9 @@ def pods(path: Path, show_all: bool, as_json: bool) -> None:
 
 def pods_table(found: Pods) -> Table:
     """One row per sandbox and container, each pod in its own section."""
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table()
     for name in ("pod", "namespace", "uid", "kind", "id", "name", "image", "state"):
         table.add_column(name, no_wrap=name != "image")
@@ -566,10 +595,10 @@ DSN_OPTION = click.option(
 @click.option("--node", required=True, help="This node's name in the fleet database.")
 @click.option("--once", is_flag=True, help="Exit once the database holds the whole log.")
 @click.option(
-    "--batch", type=click.IntRange(min=1), default=BATCH, show_default=True,
-    help="Events per PostgreSQL transaction.",
+    "--batch", type=click.IntRange(min=1), default=None,
+    help="Events per PostgreSQL transaction (default 1,000).",
 )
-def ship(path: Path, dsn: str, node: str, once: bool, batch: int) -> None:
+def ship(path: Path, dsn: str, node: str, once: bool, batch: int | None) -> None:
     """Ship every event of the store at PATH to PostgreSQL, as NODE, exactly once.
 
     Each batch, with the current-state rows it changes, is one transaction, and a run
@@ -577,13 +606,16 @@ def ship(path: Path, dsn: str, node: str, once: bool, batch: int) -> None:
     Without --once it follows new events until SIGINT or SIGTERM and waits out database
     restarts. Logs a line per batch on stderr; reads beside a running writer.
     """
+    require("fleet", "evstore ship")
+    from evstore.shipping import BATCH, ShipOptions, ship_store
+
     stop = threading.Event()
     with evstore.open(path, readonly=True) as store, stop_on_signals(stop):
         total = store.last_position
         # the bar is for --once; a follower only logs
         with progress_bar("shipping", total, 1_000 if once else total + 1) as (bar, task):
-            hooks = ShipLog(node, bar, task)
-            options = ShipOptions(batch, follow=not once, stop=stop, hooks=hooks)
+            hooks = ship_log(node, bar, task)
+            options = ShipOptions(batch or BATCH, follow=not once, stop=stop, hooks=hooks)
             report = ship_store(store, dsn, node, options)
     summary = (
         f"{node}: shipped {plural(report.shipped, 'event')};"
@@ -611,38 +643,45 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-class ShipLog(Hooks):
-    """A line on stderr per batch and per retry, above the bar (when there is one)."""
+def ship_log(node: str, bar: Progress, task: TaskID) -> Hooks:
+    """A line on stderr per batch and per retry, above the bar (when there is one). Built
+    here, not at module level, because ``Hooks`` comes with the shipper and PostgreSQL."""
+    from evstore.shipping import BatchReport, Hooks
 
-    def __init__(self, node: str, bar: Progress, task: TaskID) -> None:
-        self.node = node
-        self.bar = bar
-        self.task = task
+    class ShipLog(Hooks):
+        """A line on stderr per batch and per retry, above the bar (when there is one)."""
 
-    def say(self, line: str) -> None:
-        self.bar.console.print(line, markup=False, highlight=False, soft_wrap=True)
+        def __init__(self, node: str, bar: Progress, task: TaskID) -> None:
+            self.node = node
+            self.bar = bar
+            self.task = task
 
-    def started(self, position: int, store_position: int) -> None:
-        self.bar.update(self.task, completed=position)
-        self.say(
-            f"{self.node}: resuming after position {position:,};"
-            f" the store is at {store_position:,}"
-        )
+        def say(self, line: str) -> None:
+            self.bar.console.print(line, markup=False, highlight=False, soft_wrap=True)
 
-    def batch(self, report: BatchReport) -> None:
-        self.bar.update(self.task, completed=report.position)
-        span = (
-            f"positions {report.first:,}-{report.position:,}" if report.events > 1
-            else f"position {report.first:,}"
-        )
-        self.say(
-            f"{self.node}: shipped {plural(report.events, 'event')} ({span},"
-            f" {report.shipped:,} in all); lag {plural(report.lag_events, 'event')},"
-            f" {report.lag_seconds:,.3f} s"
-        )
+        def started(self, position: int, store_position: int) -> None:
+            self.bar.update(self.task, completed=position)
+            self.say(
+                f"{self.node}: resuming after position {position:,};"
+                f" the store is at {store_position:,}"
+            )
 
-    def retry(self, reason: str, delay: float) -> None:
-        self.say(f"{self.node}: PostgreSQL unavailable ({reason}); retrying in {delay:.1f} s")
+        def batch(self, report: BatchReport) -> None:
+            self.bar.update(self.task, completed=report.position)
+            span = (
+                f"positions {report.first:,}-{report.position:,}" if report.events > 1
+                else f"position {report.first:,}"
+            )
+            self.say(
+                f"{self.node}: shipped {plural(report.events, 'event')} ({span},"
+                f" {report.shipped:,} in all); lag {plural(report.lag_events, 'event')},"
+                f" {report.lag_seconds:,.3f} s"
+            )
+
+        def retry(self, reason: str, delay: float) -> None:
+            self.say(f"{self.node}: PostgreSQL unavailable ({reason}); retrying in {delay:.1f} s")
+
+    return ShipLog(node, bar, task)
 
 
 @main.group()
@@ -663,6 +702,10 @@ def fleet_ls(dsn: str, node: str | None, state: str | None, as_json: bool) -> No
     --json prints an array of objects with node, id, entity, state, pid, exit_code,
     created_at, the whole status and the position of the entry's last event.
     """
+    require("fleet", "evstore fleet ls")
+    from evstore.fleet import list_current, reading
+    from evstore.render import entry_object
+
     with reading(dsn) as conn:
         found = list_current(conn, node, state.lower() if state else None)
     if as_json:
@@ -675,6 +718,8 @@ def fleet_ls(dsn: str, node: str | None, state: str | None, as_json: bool) -> No
 
 
 def fleet_table(found: Iterable[FleetEntry], now: int) -> str:
+    from evstore import render
+
     rows = (
         (
             row.node, row.state.id, row.state.entity, render.state_name(row.state.status).upper(),
@@ -695,6 +740,12 @@ def fleet_history(dsn: str, node: str, ident: str, as_json: bool) -> None:
     """Show every shipped event of container or sandbox ID on NODE, oldest first;
     --json prints an array of event objects (node, position, entity, id, seq, time,
     type, changes)."""
+    require("fleet", "evstore fleet history")
+    import msgspec
+
+    from evstore.fleet import node_history, reading
+    from evstore.render import events_table
+
     with reading(dsn) as conn:
         events = node_history(conn, node, ident)
     if not events:
@@ -730,6 +781,8 @@ def format_ratio(m: Measure) -> str:
 
 
 def results_table(result: BenchResult) -> Table:
+    from rich.table import Table
+
     table = Table(title="evstore vs containerd file checkpoint (median of runs)")
     table.add_column("measure")
     table.add_column("evstore", justify="right")
@@ -750,6 +803,8 @@ def growth_table(result: BenchResult) -> Table | None:
     """Reopen time per container at each size: flat rows mean linear growth."""
     if not result.growth:
         return None
+    from rich.table import Table
+
     sizes = sorted({n for curve in result.growth for n in curve["sizes"]})
     table = Table(title="reopen time per container (µs; a flat row grows linearly)")
     table.add_column("reopen")

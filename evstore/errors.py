@@ -69,3 +69,8 @@ class DiskFullError(WriteError):
 class FleetError(EvstoreError):
     """PostgreSQL (the fleet database) refused the connection string, could not be reached,
     or rejected what was sent to it."""
+
+
+class MissingExtraError(EvstoreError, ImportError):
+    """A part of evstore needs an optional extra (``evstore[fleet]``, ...) that is not
+    installed; the message names it and how to install it."""

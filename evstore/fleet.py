@@ -23,7 +23,7 @@ from .errors import FleetError
 from .events import STATUS_TYPES, Event
 from .model import Status
 from .replay import ENTITIES, EntryState
-from .states import ContainerState, SandboxState
+from .states import STATE_NAMES as STATE_NAMES  # what the ``state`` column may hold
 
 Connection = psycopg.Connection[TupleRow]
 
@@ -134,10 +134,6 @@ def to_status(entity: str, data: Any) -> Status:
 
 
 # --- what ``evstore fleet`` shows ----------------------------------------------------------------
-
-# what the ``state`` column may hold
-STATE_NAMES = tuple(dict.fromkeys(state.name.lower() for state in (*ContainerState, *SandboxState)))
-
 
 class FleetEntry(NamedTuple):
     """One row of ``evstore_current``."""

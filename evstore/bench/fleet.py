@@ -28,12 +28,11 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
-
-import psycopg
+from typing import IO, TYPE_CHECKING, Any
 
 import evstore
 from evstore import ContainerMetadata, ContainerStatus
+from evstore._extras import install_hint, missing
 from evstore.entries import Entry
 from evstore.pgserver import PgServer, create_database, find_bindir, throwaway_server
 
@@ -47,6 +46,9 @@ from .runner import (
     scratch,
     start,
 )
+
+if TYPE_CHECKING:
+    import psycopg  # the fleet extra, imported where a run needs it
 
 CONTAINERS = 100  # per store; the backlog and the live events are spread over them
 BACKLOG_PER_SECOND = 5_000  # backlog events per store for each second of ``cfg.seconds``
@@ -102,14 +104,19 @@ def percentile(values: Sequence[float], pct: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
-def skipped_note() -> str:
-    return "fleet skipped: no PostgreSQL server binaries (apt-get install postgresql)"
+def skipped_note() -> str | None:
+    """Why the fleet rows cannot be measured here, or None when they can."""
+    if missing("fleet"):
+        return f"fleet skipped: needs the fleet extra: {install_hint('fleet')}"
+    if find_bindir() is None:
+        return "fleet skipped: no PostgreSQL server binaries (apt-get install postgresql)"
+    return None
 
 
 def count_fleet_steps(cfg: BenchConfig) -> int:
     """Progress steps of ``fleet_measures``: the stores built, then one per repeat."""
     runs = cfg.fleet_repeats or cfg.repeats
-    return 1 + runs if cfg.fleet_stores and find_bindir() is not None else 0
+    return 1 + runs if cfg.fleet_stores and skipped_note() is None else 0
 
 
 def fleet_measures(
@@ -118,8 +125,8 @@ def fleet_measures(
     """The fleet rows, or a note saying why there are none."""
     if not cfg.fleet_stores:
         return []
-    if find_bindir() is None:
-        note(skipped_note())
+    if (why := skipped_note()) is not None:
+        note(why)
         return []
     fleet = FleetConfig.of(cfg)
     with throwaway_server(fsync=True) as server, scratch(work / "fleet") as directory:
@@ -161,6 +168,8 @@ def no_baseline(
 
 
 def server_version(server: PgServer) -> str:
+    import psycopg
+
     with psycopg.connect(server.dsn()) as conn:
         row = conn.execute("show server_version").fetchone()
     return str(row[0]) if row else "unknown"
@@ -206,6 +215,8 @@ def one_run(
     fleet: FleetConfig, dsn: str, directory: Path, stores: Sequence[evstore.Store],
     entries: Sequence[list[CEntry]],
 ) -> FleetRun:
+    import psycopg
+
     nodes = [f"node-{i}" for i in range(len(stores))]
     with psycopg.connect(dsn, autocommit=True) as conn, shippers(fleet, dsn, directory, nodes):
         backlog = sum(store.last_position for store in stores)
