@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, TypedDict
 from .errors import (
     AlreadyExistsError,
     AmbiguousIDError,
+    BenchError,
+    ContainerdStatusError,
     CorruptStoreError,
     DiskFullError,
     EvstoreError,
@@ -22,10 +24,12 @@ from .errors import (
     InvalidTransitionError,
     MissingExtraError,
     NotFoundError,
+    PostgresServerError,
     ReadOnlyError,
     StoreAccessError,
     StoreClosedError,
     StoreLockedError,
+    StoreNotFoundError,
     WriteError,
 )
 
@@ -128,7 +132,7 @@ def open(
     - ``max_pending`` (65,536): queued events before writers wait (backpressure).
     - ``index_every`` (1,024): events whose index records are written together.
 
-    Raises ``NotFoundError`` for a missing store opened ``readonly``, ``StoreLockedError``
+    Raises ``StoreNotFoundError`` for a missing store opened ``readonly``, ``StoreLockedError``
     when another writer has it, ``CorruptStoreError`` for a damaged file and
     ``InvalidInputError`` for an unknown or invalid tuning keyword.
     """
@@ -141,11 +145,13 @@ __all__ = [
     "AlreadyExistsError",
     "AmbiguousIDError",
     "AsyncStore",
+    "BenchError",
     "ContainerConfig",
     "ContainerMetadata",
     "ContainerResources",
     "ContainerState",
     "ContainerStatus",
+    "ContainerdStatusError",
     "CorruptStoreError",
     "DiskFullError",
     "Event",
@@ -162,6 +168,7 @@ __all__ = [
     "Pod",
     "PodStatus",
     "Pods",
+    "PostgresServerError",
     "ReadOnlyError",
     "SandboxConfig",
     "SandboxMetadata",
@@ -171,6 +178,7 @@ __all__ = [
     "StoreAccessError",
     "StoreClosedError",
     "StoreLockedError",
+    "StoreNotFoundError",
     "Tuning",
     "WindowsContainerResources",
     "WriteError",

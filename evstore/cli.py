@@ -80,7 +80,7 @@ class Cli(click.Group):
         except click.exceptions.NoArgsIsHelpError:
             raise  # the help text, shown as it is
         except click.UsageError as exc:
-            raise UsageFailure(exc.format_message()) from None
+            raise UsageFailure(exc.format_message()) from exc
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -88,13 +88,13 @@ class Cli(click.Group):
         except click.exceptions.NoArgsIsHelpError:
             raise  # the help text, shown as it is
         except click.UsageError as exc:
-            raise UsageFailure(exc.format_message()) from None
+            raise UsageFailure(exc.format_message()) from exc
         except EvstoreError as exc:
-            raise UserError(_describe(exc)) from None
+            raise UserError(_describe(exc)) from exc
         except OSError as exc:
             if exc.errno == errno.EPIPE:
                 raise  # click quietly exits on a closed pipe
-            raise UserError(_describe(exc)) from None
+            raise UserError(_describe(exc)) from exc
 
 
 @click.group(cls=Cli)
@@ -192,7 +192,7 @@ def load_result(path: Path) -> BenchResult:
     try:
         return BenchResult.from_dict(msgspec.json.decode(path.read_bytes()))
     except (ValueError, KeyError, TypeError, msgspec.DecodeError) as exc:
-        raise UserError(f"{path}: not a result of evstore bench --json ({exc!r})") from None
+        raise UserError(f"{path}: not a result of evstore bench --json ({exc!r})") from exc
 
 
 def show_result(console: Console, result: BenchResult) -> None:

@@ -121,7 +121,7 @@ def _copy_and_swap(
         try:
             log.env.copy(str(scratch), compact=True)
         except lmdb.Error as exc:
-            raise WriteError(f"{path}: compacted copy failed: {exc}") from None
+            raise WriteError(f"{path}: compacted copy failed: {exc}") from exc
         copy = scratch / "data.mdb"
         _fsync(copy, os.O_RDONLY)
         os.replace(copy, data)
@@ -166,7 +166,7 @@ def drop_history(log: Log, before: int) -> DropReport:
         try:
             floor = read_floor(txn, log.dbs)
         except RecordError as exc:
-            raise CorruptStoreError(f"{log.path}: retention floor: {exc}") from None
+            raise CorruptStoreError(f"{log.path}: retention floor: {exc}") from exc
         plan = _plan(txn, log.dbs, floor, read_checkpoint(txn, log.dbs), before)
     if plan.position <= floor.position:
         return DropReport(floor.position, floor.time)

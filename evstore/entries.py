@@ -97,7 +97,7 @@ def _copy_resources(resources: ContainerResources) -> ContainerResources:
     try:
         return _copy_resource_parts(resources)
     except TypeError as exc:  # a part that is no struct (a dict, say)
-        raise InvalidInputError(f"status cannot be stored: resources: {exc}") from None
+        raise InvalidInputError(f"status cannot be stored: resources: {exc}") from exc
 
 
 def _copy_resource_parts(resources: ContainerResources) -> ContainerResources:
@@ -118,7 +118,7 @@ def _clone_metadata(metadata: M) -> M:
         decoded: M = msgspec.msgpack.decode(_encoder.encode(metadata), type=type(metadata))
     except _UNSTORABLE as exc:
         where = str(exc).replace("`$", "`metadata")
-        raise InvalidInputError(f"{metadata.id}: metadata cannot be stored: {where}") from None
+        raise InvalidInputError(f"{metadata.id}: metadata cannot be stored: {where}") from exc
     return decoded
 
 
@@ -429,7 +429,7 @@ class Entries(Generic[S, M]):
         except _UNSTORABLE as exc:
             raise InvalidInputError(
                 f"{entry.id}: status cannot be stored: {_readable(exc)}"
-            ) from None
+            ) from exc
         return Write(
             self.entity, entry.eno, entry.seq + 1, now, payload, metadata,
             durable_part(status), deleted, sync, repair,

@@ -63,7 +63,7 @@ def check_dsn(dsn: str) -> dict[str, Any]:
     try:
         return conninfo_to_dict(dsn)
     except psycopg.ProgrammingError as exc:
-        raise FleetError(f"invalid PostgreSQL DSN: {one_line(exc)}") from None
+        raise FleetError(f"invalid PostgreSQL DSN: {one_line(exc)}") from exc
 
 
 def connect(dsn: str) -> Connection:
@@ -84,14 +84,14 @@ def reading(dsn: str) -> Iterator[Connection]:
     try:
         conn = connect(dsn)
     except psycopg.Error as exc:
-        raise FleetError(f"cannot connect to PostgreSQL: {one_line(exc)}") from None
+        raise FleetError(f"cannot connect to PostgreSQL: {one_line(exc)}") from exc
     try:
         with conn:
             yield conn
-    except psycopg.errors.UndefinedTable:
-        raise FleetError("no evstore tables in that database: nothing was shipped there") from None
+    except psycopg.errors.UndefinedTable as exc:
+        raise FleetError("no evstore tables in that database: nothing was shipped there") from exc
     except psycopg.Error as exc:
-        raise FleetError(f"PostgreSQL: {one_line(exc)}") from None
+        raise FleetError(f"PostgreSQL: {one_line(exc)}") from exc
 
 
 def one_line(exc: BaseException) -> str:

@@ -25,10 +25,10 @@ from .errors import (
     CorruptStoreError,
     DiskFullError,
     EvstoreError,
-    NotFoundError,
     StoreAccessError,
     StoreClosedError,
     StoreLockedError,
+    StoreNotFoundError,
     WriteError,
 )
 from .index import put_indexed
@@ -106,7 +106,7 @@ class Log:
             finally:
                 txn.abort()
         except lmdb.Error as exc:
-            raise _corrupt(self.path, exc) from None
+            raise _corrupt(self.path, exc) from exc
         finally:
             with shared.cond:
                 shared.readers -= 1
@@ -125,7 +125,7 @@ class Log:
                 self._grow()
             except (lmdb.Error, OSError) as exc:
                 txn.abort()
-                raise _write_error(exc, self.path) from None
+                raise _write_error(exc, self.path) from exc
             except BaseException:
                 txn.abort()
                 raise
@@ -155,7 +155,7 @@ def _check_path(path: Path, readonly: bool) -> str:
     try:
         return _checked_path(path, readonly)
     except PermissionError as exc:  # a directory or data file this process may not read
-        raise _access_error(path, exc.errno or errno.EACCES) from None
+        raise _access_error(path, exc.errno or errno.EACCES) from exc
 
 
 def _checked_path(path: Path, readonly: bool) -> str:
@@ -163,7 +163,7 @@ def _checked_path(path: Path, readonly: bool) -> str:
         raise CorruptStoreError(f"{path}: not an evstore store (not a directory)")
     has_data = (path / _DATA_FILE).exists()
     if readonly and not has_data:
-        raise NotFoundError(f"{path}: no evstore store there")
+        raise StoreNotFoundError(f"{path}: no evstore store there")
     if not has_data and path.exists() and any(path.iterdir()):
         raise CorruptStoreError(f"{path}: not an evstore store (directory has other files)")
     if has_data:
@@ -217,13 +217,13 @@ def _take_writer_lock(path: Path) -> int:
         fd = os.open(path / _LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     except OSError as exc:
         if exc.errno in _ACCESS_ERRNOS:
-            raise _access_error(path, exc.errno) from None
+            raise _access_error(path, exc.errno) from exc
         raise
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    except BlockingIOError as exc:
         os.close(fd)
-        raise StoreLockedError(f"{path}: another writer has this store open") from None
+        raise StoreLockedError(f"{path}: another writer has this store open") from exc
     return fd
 
 
@@ -268,13 +268,13 @@ def _open_env(path: Path, readonly: bool, map_size: int) -> Any:
     except lmdb.Error as exc:
         for code in _ACCESS_ERRNOS:  # py-lmdb gives the reason only as text
             if str(exc).endswith(os.strerror(code)):
-                raise _access_error(path, code) from None
-        raise _corrupt(path, exc) from None
+                raise _access_error(path, code) from exc
+        raise _corrupt(path, exc) from exc
     try:
         env.reader_check()  # clear reader slots of processes that died holding them
     except lmdb.Error as exc:
         env.close()
-        raise _corrupt(path, exc) from None
+        raise _corrupt(path, exc) from exc
     return env
 
 
@@ -291,10 +291,10 @@ def _open_dbs(
                 put_indexed(txn, dbs, 0)
         with env.begin() as txn:
             magic = txn.get(b"format", db=dbs[b"meta"])
-    except lmdb.NotFoundError:
-        raise CorruptStoreError(f"{path}: not an evstore store (missing databases)") from None
+    except lmdb.NotFoundError as exc:
+        raise CorruptStoreError(f"{path}: not an evstore store (missing databases)") from exc
     except lmdb.Error as exc:
-        raise _corrupt(path, exc) from None
+        raise _corrupt(path, exc) from exc
     if magic not in (STORE_MAGIC, STORE_MAGIC_V1):
         raise CorruptStoreError(f"{path}: not an evstore store of a known format ({magic!r})")
     return dbs, magic

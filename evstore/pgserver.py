@@ -19,13 +19,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import PostgresServerError
+
 BIN_GLOB = "usr/lib/postgresql/*/bin"  # under /
 _NEEDED = ("initdb", "pg_ctl", "postgres")
 _OWNER = "postgres"  # who runs the server when we are root
 
 
-class ServerError(RuntimeError):
-    """The throwaway server could not be found, created, started or stopped."""
+ServerError = PostgresServerError  # the throwaway server could not be found, started, ...
 
 
 def find_bindir() -> Path | None:

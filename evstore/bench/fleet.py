@@ -34,6 +34,7 @@ import evstore
 from evstore import ContainerMetadata, ContainerStatus
 from evstore._extras import install_hint, missing
 from evstore.entries import Entry
+from evstore.errors import BenchError
 from evstore.pgserver import PgServer, create_database, find_bindir, throwaway_server
 
 from .runner import (
@@ -264,7 +265,7 @@ def shippers(fleet: FleetConfig, dsn: str, directory: Path, nodes: Sequence[str]
                 child.send_signal(signal.SIGTERM)
             failed = [child.args for child, _log in children if child.wait(60) != 0]
         if failed:
-            raise RuntimeError(f"a shipper did not stop cleanly; see {directory}/*.log")
+            raise BenchError(f"a shipper did not stop cleanly; see {directory}/*.log")
 
 
 def time_ingest(conn: psycopg.Connection[Any], total: int) -> float:
@@ -279,7 +280,7 @@ def time_ingest(conn: psycopg.Connection[Any], total: int) -> float:
         if shipped >= total and first_at is not None and first_count is not None:
             return (total - first_count) / (now - first_at) if now > first_at else math.inf
         if time.monotonic() > deadline:
-            raise RuntimeError(f"fleet: only {shipped:,} of {total:,} events shipped")
+            raise BenchError(f"fleet: only {shipped:,} of {total:,} events shipped")
         time.sleep(POLL)
 
 
@@ -330,7 +331,7 @@ def watch_lag(
         if not writing and not behind:
             return lags
         if time.monotonic() > deadline:
-            raise RuntimeError("fleet: the shippers did not catch up with the writers")
+            raise BenchError("fleet: the shippers did not catch up with the writers")
         time.sleep(POLL)
 
 
