@@ -29,7 +29,7 @@ import click
 
 import evstore
 from evstore._extras import require
-from evstore.errors import EvstoreError, NotFoundError
+from evstore.errors import EvstoreError
 from evstore.states import STATE_NAMES
 from evstore.times import format_time, parse_age, parse_time
 
@@ -362,10 +362,9 @@ def history(path: Path, ident: str, as_json: bool) -> None:
     from evstore.replay import dropped_events
 
     with evstore.open(path, readonly=True) as store:
+        ident = store.resolve_id(ident)
         events = store.history(ident)
         dropped = dropped_events(store, ident)
-    if not events and not dropped:
-        raise NotFoundError(f"{ident!r}: no such container or sandbox in {path}")
     if as_json:
         echo_json(events)
         return
@@ -743,13 +742,13 @@ def fleet_history(dsn: str, node: str, ident: str, as_json: bool) -> None:
     require("fleet", "evstore fleet history")
     import msgspec
 
-    from evstore.fleet import node_history, reading
+    from evstore.fleet import node_history, node_ids, reading
+    from evstore.ids import choose
     from evstore.render import events_table
 
     with reading(dsn) as conn:
+        ident = choose(ident, node_ids(conn, node, ident), f"id shipped from node {node!r}")
         events = node_history(conn, node, ident)
-    if not events:
-        raise NotFoundError(f"{ident!r}: no shipped events of that id from node {node!r}")
     if as_json:
         echo_json([{"node": node, **msgspec.structs.asdict(event)} for event in events])
     else:

@@ -16,10 +16,10 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import msgspec
 
-from . import inputs
+from . import ids, inputs
 from .codec import EVENT_TYPES, encode_payload
 from .commit import Batch
-from .errors import AlreadyExistsError, AmbiguousIDError, InvalidInputError, NotFoundError
+from .errors import AlreadyExistsError, InvalidInputError, NotFoundError
 from .events import Entity, Kind, classify_move, diff, no_changes
 from .model import (
     ContainerMetadata,
@@ -342,10 +342,8 @@ class Entries(Generic[S, M]):
         if entry is not None:
             return entry
         matches = self._matches(inputs.text("id", id_or_prefix))
-        if len(matches) > 1:
-            raise AmbiguousIDError(f"{id_or_prefix!r} matches {len(matches)} entries")
-        entry = self._live.get(matches[0]) if matches else None
-        if entry is None:
+        entry = self._live.get(ids.choose(id_or_prefix, matches, self._kind_name))
+        if entry is None:  # reserved by an add that has not finished
             raise NotFoundError(f"{id_or_prefix!r}: no such {self._kind_name}")
         return entry
 

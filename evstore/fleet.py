@@ -158,6 +158,21 @@ def list_current(conn: Connection, node: str | None, state: str | None) -> list[
     ]
 
 
+def node_ids(conn: Connection, node: str, prefix: str) -> list[str]:
+    """The ids shipped from ``node`` that start with ``prefix`` (at most two beside an
+    exact match: enough for ``ids.choose`` to tell one from many)."""
+    if not prefix:
+        return []
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    rows = conn.execute(
+        """(select id from evstore_events where node = %s and id = %s limit 1)
+           union (select distinct id from evstore_events where node = %s and id like %s
+                  order by id limit 2)""",
+        (node, prefix, node, escaped + "%"),
+    ).fetchall()
+    return [ident for (ident,) in rows]
+
+
 def node_history(conn: Connection, node: str, ident: str) -> list[Event]:
     """Every shipped event of ``ident`` on ``node`` (containers and sandboxes), oldest first."""
     rows = conn.execute(

@@ -91,8 +91,9 @@ def apply_changes(status: Status, event: Event) -> Status:
 def status_at(
     store: Store, id: str, seq: int | None = None, time: int | None = None
 ) -> Status:
-    """The status of ``id`` after its event ``seq`` (counted across incarnations) or at
-    wall-clock ``time`` (ns): the fold of its events with ``event.time <= time``.
+    """The status of ``id`` (an id or a unique prefix, see ``Store.resolve_id``) after its
+    event ``seq`` (counted across incarnations) or at wall-clock ``time`` (ns): the fold of
+    its events with ``event.time <= time``.
 
     Raises ``InvalidInputError`` unless exactly one of ``seq`` and ``time`` is given,
     ``NotFoundError`` when ``id`` has no history, no event ``seq``, or was not live at
@@ -100,6 +101,7 @@ def status_at(
     and a sandbox share the id.
     """
     name, bound = _one_bound(seq=seq, time=time)
+    id = store.resolve_id(id)
     history = store.history(id)
     bases = list(retained(store._log, enos_of(store._names, id)).bases.values())
     _check_history(id, history, bases, seq)
