@@ -3,7 +3,7 @@
 Every subcommand runs under ``Cli``, which turns user mistakes into one line on stderr and a
 non-zero exit instead of a traceback: usage errors (bad option or value) exit 2, an
 ``EvstoreError`` or an ``OSError`` (unwritable directory, full disk) prints ``error: ...`` and
-exits 1.
+exits 1, and Ctrl-C prints ``interrupted`` and exits 130 (the shell's code for SIGINT).
 
 Loading this module loads click and little else, so that ``--help`` and every command start
 quickly: each command imports the machinery it runs (the store, PostgreSQL's driver, the
@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import closing, contextmanager, nullcontext
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -39,12 +39,15 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from evstore.bench import BenchConfig, BenchResult, Measure
-    from evstore.compact import DropReport
+    from evstore.compact import CompactReport, DropReport
     from evstore.events import Event
     from evstore.fleet import FleetEntry
     from evstore.pods import Pods
     from evstore.replay import EntryState
     from evstore.shipping import Hooks
+
+
+T = TypeVar("T")
 
 
 class UserError(click.ClickException):
@@ -61,6 +64,18 @@ class UsageFailure(UserError):
     """A bad option or argument: exits 2, as click's own usage errors do."""
 
     exit_code = 2
+
+
+class Interrupted(click.ClickException):
+    """Ctrl-C: one line and exit 130, instead of click's "Aborted!" and 1."""
+
+    exit_code = 130
+
+    def __init__(self, message: str = "interrupted") -> None:
+        super().__init__(message)
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(self.format_message(), file=file, err=file is None)
 
 
 def _describe(exc: BaseException) -> str:
@@ -81,6 +96,8 @@ class Cli(click.Group):
             raise  # the help text, shown as it is
         except click.UsageError as exc:
             raise UsageFailure(exc.format_message()) from exc
+        except KeyboardInterrupt as exc:
+            raise Interrupted() from exc
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -95,6 +112,8 @@ class Cli(click.Group):
             if exc.errno == errno.EPIPE:
                 raise  # click quietly exits on a closed pipe
             raise UserError(_describe(exc)) from exc
+        except KeyboardInterrupt as exc:
+            raise Interrupted() from exc
 
 
 @click.group(cls=Cli)
@@ -124,8 +143,10 @@ def _check_json_target(
     parent = value.parent if str(value.parent) else Path(".")
     if value.is_dir():
         raise click.BadParameter(f"{value} is a directory", ctx, param)
+    if not parent.is_dir():
+        raise click.BadParameter(f"cannot write {value}: no directory {parent}", ctx, param)
     writable = os.access(value, os.W_OK) if value.exists() else os.access(parent, os.W_OK)
-    if not parent.is_dir() or not writable:
+    if not writable:
         raise click.BadParameter(f"cannot write {value}", ctx, param)
     return value
 
@@ -230,10 +251,12 @@ def _run_with_progress(cfg: BenchConfig) -> BenchResult:
 
 @main.command()
 @click.argument("path", type=click.Path(path_type=Path))
-def verify(path: Path) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for programs.")
+def verify(path: Path, as_json: bool) -> None:
     """Check every record, sequence, position and snapshot of the store at PATH.
 
     Exits 0 only when the store is sound; otherwise lists what it found and exits 1.
+    --json prints one object: path, ok, the counts checked and the problems.
     """
     from evstore.verify import count_events
     from evstore.verify import verify as verify_store
@@ -241,6 +264,16 @@ def verify(path: Path) -> None:
     total = count_events(path)
     with progress_bar("verifying", total, min_total=50_000) as (bar, task):
         report = verify_store(path, lambda done: bar.advance(task, done))
+    if as_json:
+        echo_json({
+            "path": str(path), "ok": report.ok, "events": report.events,
+            "entries": report.entries, "snapshots": report.snapshots,
+            "index_entries": report.index_entries, "bases": report.bases,
+            "problems": report.problems,
+        })
+        if not report.ok:
+            raise SystemExit(1)
+        return
     for problem in report.problems:
         click.echo(f"problem: {problem}")
     verdict = "sound" if report.ok else f"{len(report.problems)} problem(s)"
@@ -296,14 +329,6 @@ def tracked(events: Iterable[Event], description: str, total: int) -> Generator[
             if count % 1_000 == 0:
                 bar.update(task, completed=event.position)
             yield event
-
-
-def stdout_console() -> Console:
-    """Tables go to stdout; into a pipe or file they keep whole ids instead of cutting them."""
-    from rich.console import Console
-
-    console = Console()
-    return console if console.is_terminal else Console(width=1_000)
 
 
 def echo_json(data: Any) -> None:
@@ -460,13 +485,17 @@ def export(path: Path, since: int) -> None:
 @click.option(
     "--keep", type=Parsed("AGE", parse_age), help="Drop the history older than AGE (30d, 12h)."
 )
-def compact(path: Path, drop_before: int | None, keep: int | None) -> None:
+@JSON_FLAG
+def compact(path: Path, drop_before: int | None, keep: int | None, as_json: bool) -> None:
     """Reclaim the free space in the store file at PATH.
 
     Keeps every event unless a retention option (--drop-before or --keep) says otherwise:
     then the history before that time goes, as far as snapshots cover it, and the entries
     deleted by then go entirely. Needs the store to itself: it fails while a writer or any
-    other process has it open.
+    other process has it open. Ctrl-C does not stop it halfway: the compaction in progress
+    finishes (the store is swapped whole or not at all), then it exits 130. --json prints
+    one object: path, before, after, reclaimed and what was dropped (null without a
+    retention option).
     """
     if drop_before is not None and keep is not None:
         raise click.UsageError("give at most one of --drop-before and --keep")
@@ -474,14 +503,68 @@ def compact(path: Path, drop_before: int | None, keep: int | None) -> None:
         drop_before = time.time_ns() - keep
     from evstore.compact import compact as compact_store
 
-    with progress_bar("compacting", None):
-        report = compact_store(path, drop_before)
+    with progress_bar("compacting", None), finishing_on_interrupt() as interrupted:
+        report = run_in_thread(lambda: compact_store(path, drop_before))
+    if as_json:
+        echo_json({
+            "path": str(path), "before": report.before, "after": report.after,
+            "reclaimed": report.reclaimed, "dropped": report.dropped,
+        })
+    else:
+        _show_compaction(path, report)
+    if interrupted.is_set():
+        raise SystemExit(Interrupted.exit_code)
+
+
+def _show_compaction(path: Path, report: CompactReport) -> None:
     if report.dropped is not None:
         click.echo(describe_drop(report.dropped))
     click.echo(
         f"{path}: {report.before:,} -> {report.after:,} bytes"
         f" ({report.reclaimed:,} bytes reclaimed)"
     )
+
+
+@contextmanager
+def finishing_on_interrupt() -> Iterator[threading.Event]:
+    """Ctrl-C (SIGINT) or SIGTERM while work that must not stop halfway runs in another
+    thread: say at once that it will finish, and set the event for the caller to exit 130
+    after it."""
+    interrupted = threading.Event()
+
+    def note(*_: object) -> None:
+        if not interrupted.is_set():
+            interrupted.set()
+            click.echo("interrupted: finishing the compaction in progress, then exiting",
+                       err=True)
+
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, note) for sig in signals}
+    try:
+        yield interrupted
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def run_in_thread(work: Callable[[], T]) -> T:
+    """``work()`` in a thread, so that this (main) thread handles signals while it runs: a
+    long C call such as LMDB's copy would otherwise hold them until it returned."""
+    result: list[T] = []
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            result.append(work())
+        except BaseException as exc:
+            failure.append(exc)
+
+    worker = threading.Thread(target=target, name="evstore-work")
+    worker.start()
+    worker.join()
+    if failure:
+        raise failure[0]
+    return result[0]
 
 
 def describe_drop(dropped: DropReport) -> str:
@@ -510,12 +593,14 @@ def _some(ids: list[str], shown: int = 10) -> str:
 @main.command(name="import-containerd")
 @click.argument("root", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @STORE_PATH
-def import_containerd_command(root: Path, path: Path) -> None:
+@JSON_FLAG
+def import_containerd_command(root: Path, path: Path, as_json: bool) -> None:
     """Import containerd's container checkpoints under ROOT into the store at PATH.
 
     ROOT is containerd's CRI containers directory (ROOT/<id>/status); PATH is created if
     missing. A status that cannot be read comes in as UNKNOWN, as containerd would load it,
     and is listed; ids already in the store are skipped, so a rerun imports nothing twice.
+    --json prints one object: the imported and skipped ids, and unknown (id: reason).
     """
     from evstore.importer import container_dirs, import_containerd
 
@@ -524,6 +609,9 @@ def import_containerd_command(root: Path, path: Path) -> None:
         report = import_containerd(
             root, store, lambda done, total: bar.update(task, completed=done, total=total)
         )
+    if as_json:
+        echo_json(report)
+        return
     for ident, reason in sorted(report.unknown.items()):
         click.echo(f"unknown: {ident}: {reason}")
     click.echo(
@@ -555,29 +643,28 @@ def pods(path: Path, show_all: bool, as_json: bool) -> None:
     elif not found:
         click.echo("no pods (only entries with a kubelet config belong to pods)")
     else:
-        stdout_console().print(pods_table(found))
+        click.echo(pods_table(found))
 
 
-def pods_table(found: Pods) -> Table:
-    """One row per sandbox and container, each pod in its own section."""
-    from rich.table import Table
-    from rich.text import Text
+def pods_table(found: Pods) -> str:
+    """One row per sandbox and container, in the columns ``ls`` prints and with its state
+    names (the kubelet's view, and ``--json``, show a ready sandbox as running)."""
+    from evstore.pods import SANDBOX_STATES
+    from evstore.render import columns
 
-    table = Table()
-    for name in ("pod", "namespace", "uid", "kind", "id", "name", "image", "state"):
-        table.add_column(name, no_wrap=name != "image")
+    sandbox_state = {kubelet: state.name for state, kubelet in SANDBOX_STATES.items()}
+    rows: list[tuple[str, ...]] = []
     for pod in found:
-        rows = [("sandbox", item.id, item.name, item.image, item.state) for item in pod.sandboxes]
+        head = (pod.name, pod.namespace, pod.id)
         rows += [
-            ("container", item.id, item.name, item.image, item.state) for item in pod.containers
+            (*head, "sandbox", s.id, s.name, s.image or "-", sandbox_state[s.state])
+            for s in pod.sandboxes
         ]
-        for index, (kind, ident, name, image, state) in enumerate(rows):
-            head = (pod.name, pod.namespace, pod.id) if index == 0 else ("", "", "")
-            table.add_row(
-                *map(Text, head), kind, Text(ident), Text(name), Text(image), state.upper(),
-                end_section=index == len(rows) - 1,
-            )
-    return table
+        rows += [
+            (*head, "container", c.id, c.name, c.image or "-", c.state.upper())
+            for c in pod.containers
+        ]
+    return columns(("pod", "namespace", "uid", "kind", "id", "name", "image", "state"), rows)
 
 
 # --- ship, fleet ------------------------------------------------------------------------------
@@ -685,7 +772,7 @@ def ship_log(node: str, bar: Progress, task: TaskID) -> Hooks:
 
 @main.group()
 def fleet() -> None:
-    """Ask the fleet database that ``evstore ship`` fills, without writing SQL."""
+    """Ask the fleet database that 'evstore ship' fills, without writing SQL."""
 
 
 @fleet.command(name="ls")

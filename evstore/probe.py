@@ -38,6 +38,8 @@ def run_probe(path: str | os.PathLike[str], task: str, on_line: Lines | None = N
     proc.stdout.close()
     proc.stderr.close()
     code = proc.wait()
+    if code == -signal.SIGINT:  # Ctrl-C reached the child too: not damage
+        raise KeyboardInterrupt
     if code < 0:
         name = signal.Signals(-code).name
         raise CorruptStoreError(f"{path}: store file is damaged (it killed a reader: {name})")
