@@ -12,19 +12,24 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import CorruptStoreError, EvstoreError
 
-_CHILD = "import sys; from evstore.probe import child_main; child_main(sys.argv[1:])"
+_CHILD = "import sys; from {module} import child_main; child_main(sys.argv[1:])"
 Lines = Callable[[str], None]
 
 
-def run_probe(path: str | os.PathLike[str], task: str, on_line: Lines | None = None) -> str:
-    """Run ``task`` ("load" or "verify") on ``path`` in a child; return its last output line."""
+def run_probe(
+    path: str | os.PathLike[str], task: str, on_line: Lines | None = None,
+    module: str = __name__,
+) -> str:
+    """Run ``task`` on ``path`` in a child (``module``'s ``child_main``: "load" here, and
+    "verify" in ``verify``, which imports this module); return its last output line."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", _CHILD, task, os.fspath(path)],
+        [sys.executable, "-c", _CHILD.format(module=module), task, os.fspath(path)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, sys.path))},
     )
@@ -61,26 +66,26 @@ def _rebuild(path: str | os.PathLike[str], stderr: str) -> EvstoreError:
 
 
 def child_main(args: list[str]) -> None:
-    """In the child: do the reading; print the result; report errors as ``Type: message``."""
-    task, path = args
+    """In the child: load the store; print "ok"."""
+    _task, path = args
+    with reporting_errors():
+        from .log import Log
+        from .recovery import load
+
+        log = Log(Path(path), readonly=True, map_size=1 << 20)
+        try:
+            load(log)
+        finally:
+            log.close()
+        print("ok")
+
+
+@contextmanager
+def reporting_errors() -> Iterator[None]:
+    """In a child: an ``EvstoreError`` as ``Type: message`` on stderr and exit 1, which
+    ``run_probe`` raises again in the parent as the same type."""
     try:
-        if task == "load":
-            from .log import Log
-            from .recovery import load
-
-            log = Log(Path(path), readonly=True, map_size=1 << 20)
-            try:
-                load(log)
-            finally:
-                log.close()
-            print("ok")
-        else:
-            import msgspec
-
-            from .verify import check_in_process
-
-            report = check_in_process(path, lambda done: print(f"progress {done}", flush=True))
-            print(msgspec.json.encode(report).decode())
+        yield
     except EvstoreError as exc:
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
         sys.exit(1)

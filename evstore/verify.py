@@ -30,7 +30,7 @@ from .codec import (
 )
 from .index import read_indexed
 from .log import Log
-from .probe import run_probe
+from .probe import reporting_errors, run_probe
 from .recovery import Found, from_snapshot, read_checkpoint, step
 from .retention import NO_FLOOR, read_bases, read_floor
 
@@ -67,8 +67,16 @@ def verify(path: str | os.PathLike[str], progress: Progress | None = None) -> Ve
         if progress is not None and line.startswith("progress "):
             progress(int(line.split()[1]))
 
-    last = run_probe(path, "verify", on_line)
+    last = run_probe(path, "verify", on_line, module=__name__)
     return msgspec.json.decode(last, type=VerifyReport)
+
+
+def child_main(args: list[str]) -> None:
+    """In ``verify``'s child: check, and print the report as JSON."""
+    _task, path = args
+    with reporting_errors():
+        report = check_in_process(path, lambda done: print(f"progress {done}", flush=True))
+        print(msgspec.json.encode(report).decode())
 
 
 def check_in_process(
