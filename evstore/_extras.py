@@ -18,10 +18,15 @@ def missing(extra: str) -> bool:
 def require(extra: str, what: str) -> None:
     """Raise ``MissingExtraError`` when ``what`` cannot run for lack of ``extra``."""
     if missing(extra):
-        raise MissingExtraError(
-            f"{what} needs the {extra} extra ({MODULES[extra]} is not installed):"
-            f" {install_hint(extra)}"
-        )
+        raise missing_extra(extra, what)
+
+
+def missing_extra(extra: str, what: str) -> MissingExtraError:
+    """The one-line error for ``what``, which needs ``extra``."""
+    return MissingExtraError(
+        f"{what} needs the {extra} extra ({MODULES[extra]} is not installed):"
+        f" {install_hint(extra)}"
+    )
 
 
 def install_hint(extra: str) -> str:

@@ -14,7 +14,13 @@ from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 import msgspec
-import psycopg
+
+from ._extras import missing_extra
+
+try:
+    import psycopg
+except ModuleNotFoundError as exc:
+    raise missing_extra("fleet", __name__) from exc
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow
 from psycopg.types.json import set_json_loads

@@ -20,7 +20,13 @@ from itertools import islice
 from os import PathLike
 
 import msgspec
-import psycopg
+
+from ._extras import missing_extra
+
+try:
+    import psycopg
+except ModuleNotFoundError as exc:
+    raise missing_extra("fleet", __name__) from exc
 
 from . import inputs
 from .errors import FleetError, HistoryDroppedError, InvalidInputError

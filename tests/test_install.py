@@ -139,3 +139,20 @@ def test_install_hints_fit_how_evstore_was_installed(
         lambda name: [FakeDistribution(url) for url in found],
     )
     assert _extras.install_hint("fleet") == hint
+
+
+@pytest.mark.parametrize("module", ["evstore.fleet", "evstore.shipping"])
+def test_importing_a_fleet_module_without_psycopg_names_the_extra(module: str) -> None:
+    code = (
+        "import sys\n"
+        "sys.modules['psycopg'] = None  # as if not installed\n"
+        f"try:\n    import {module}\n"
+        "except Exception as exc:\n    print(type(exc).__name__, exc, sep=': ')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True,
+    ).stdout
+    assert out == (
+        f"MissingExtraError: {module} needs the fleet extra (psycopg is not installed):"
+        f" {_extras.install_hint('fleet')}\n"
+    )
