@@ -512,8 +512,8 @@ def compact(path: Path, drop_before: int | None, keep: int | None, as_json: bool
         })
     else:
         _show_compaction(path, report)
-    if interrupted.is_set():
-        raise SystemExit(Interrupted.exit_code)
+    if interrupted:
+        raise SystemExit(128 + interrupted[0])
 
 
 def _show_compaction(path: Path, report: CompactReport) -> None:
@@ -526,22 +526,22 @@ def _show_compaction(path: Path, report: CompactReport) -> None:
 
 
 @contextmanager
-def finishing_on_interrupt() -> Iterator[threading.Event]:
+def finishing_on_interrupt() -> Iterator[list[int]]:
     """Ctrl-C (SIGINT) or SIGTERM while work that must not stop halfway runs in another
-    thread: say at once that it will finish, and set the event for the caller to exit 130
-    after it."""
-    interrupted = threading.Event()
+    thread: say at once that it will finish, and note the signal (in the list given) for
+    the caller to exit with after it (130 for SIGINT, 143 for SIGTERM)."""
+    received: list[int] = []
 
-    def note(*_: object) -> None:
-        if not interrupted.is_set():
-            interrupted.set()
+    def note(signum: int, _frame: object) -> None:
+        if not received:
             click.echo("interrupted: finishing the compaction in progress, then exiting",
                        err=True)
+        received.append(signum)
 
     signals = (signal.SIGINT, signal.SIGTERM)
     previous = {sig: signal.signal(sig, note) for sig in signals}
     try:
-        yield interrupted
+        yield received
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 INTERNAL = {
     "evstore.cli.UserError": "click shows it as one error line and exits",
     "evstore.cli.UsageFailure": "click shows it as one error line and exits",
+    "evstore.cli.Interrupted": "click shows it as one line and exits 130",
     "evstore.codec.RecordError": "a damaged record: readers skip it and verify reports it",
 }
 
