@@ -1,8 +1,20 @@
-"""evstore: an embedded, event-sourced container and sandbox status store on LMDB."""
+"""evstore: an embedded, event-sourced container and sandbox status store on LMDB.
+
+The public names load on first use (PEP 562), so ``import evstore`` and ``evstore --help``
+pay only for what they touch; type checkers see them through the ``TYPE_CHECKING`` imports.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import import_module
+from typing import TYPE_CHECKING, TypedDict
 
 from .errors import (
     AlreadyExistsError,
     AmbiguousIDError,
+    BenchError,
+    ContainerdStatusError,
     CorruptStoreError,
     DiskFullError,
     EvstoreError,
@@ -10,51 +22,136 @@ from .errors import (
     HistoryDroppedError,
     InvalidInputError,
     InvalidTransitionError,
+    MissingExtraError,
     NotFoundError,
+    PostgresServerError,
     ReadOnlyError,
     StoreAccessError,
     StoreClosedError,
     StoreLockedError,
+    StoreNotFoundError,
     WriteError,
 )
-from .events import Event
-from .model import (
-    ContainerConfig,
-    ContainerMetadata,
-    ContainerResources,
-    ContainerStatus,
-    HugepageLimit,
-    LinuxContainerResources,
-    SandboxConfig,
-    SandboxMetadata,
-    SandboxStatus,
-    WindowsContainerResources,
-)
-from .pods import Pod, Pods, PodStatus, build_pod_full_name
-from .recovery import LoadReport
-from .states import ContainerState, SandboxState
-from .store import Store
-from .store import open_store as open
+
+if TYPE_CHECKING:
+    from typing import Unpack
+
+    from .aio import AsyncStore, open_async
+    from .events import Event
+    from .model import (
+        ContainerConfig,
+        ContainerMetadata,
+        ContainerResources,
+        ContainerStatus,
+        HugepageLimit,
+        LinuxContainerResources,
+        SandboxConfig,
+        SandboxMetadata,
+        SandboxStatus,
+        WindowsContainerResources,
+    )
+    from .pods import Pod, Pods, PodStatus, build_pod_full_name
+    from .recovery import LoadReport
+    from .states import ContainerState, SandboxState
+    from .store import Store
+
+    __version__: str
+
+# name -> the module that defines it, imported on first access
+_LAZY = {
+    "AsyncStore": "aio",
+    "open_async": "aio",
+    "Event": "events",
+    "ContainerConfig": "model",
+    "ContainerMetadata": "model",
+    "ContainerResources": "model",
+    "ContainerStatus": "model",
+    "HugepageLimit": "model",
+    "LinuxContainerResources": "model",
+    "SandboxConfig": "model",
+    "SandboxMetadata": "model",
+    "SandboxStatus": "model",
+    "WindowsContainerResources": "model",
+    "Pod": "pods",
+    "Pods": "pods",
+    "PodStatus": "pods",
+    "build_pod_full_name": "pods",
+    "LoadReport": "recovery",
+    "ContainerState": "states",
+    "SandboxState": "states",
+    "Store": "store",
+}
 
 
 def __getattr__(name: str) -> object:
-    """The async front loads anyio only when asked for, so a plain ``import evstore`` is light."""
-    if name in ("AsyncStore", "open_async"):
-        from . import aio
+    if name == "__version__":
+        from importlib.metadata import version
 
-        return getattr(aio, name)
-    raise AttributeError(f"module 'evstore' has no attribute {name!r}")
+        return version("evstore")
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'evstore' has no attribute {name!r}")
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY, "__version__"])
+
+
+class Tuning(TypedDict, total=False):
+    """The tuning keywords of ``open`` and ``open_async`` (each an integer of at least 1)."""
+
+    map_size: int
+    snapshot_every: int
+    checkpoint_every: int
+    max_batch: int
+    max_pending: int
+    index_every: int
+
+
+def open(
+    path: str | os.PathLike[str], *, readonly: bool = False, probe: bool = True,
+    **tuning: Unpack[Tuning],
+) -> Store:
+    """Open the store at ``path`` (creating it if missing, unless ``readonly``) and rebuild
+    every entry from it. Use it as a context manager, or call ``close()``.
+
+    ``readonly=True`` reads beside a running writer and never writes. An existing store is
+    first loaded in a child process (``probe``), so that a file damaged badly enough to crash
+    its reader raises ``CorruptStoreError`` instead of killing this process; ``probe=False``
+    skips that (about a quarter second) where such a crash is acceptable.
+
+    Tuning keywords (integers of at least 1; the defaults suit most stores):
+
+    - ``map_size`` (1 GiB): initial address space of the file; it grows on its own.
+    - ``snapshot_every`` (64): events of one entry between its snapshots.
+    - ``checkpoint_every`` (20,000): at most this many events are replayed after a crash.
+    - ``max_batch`` (1,024): events in one commit.
+    - ``max_pending`` (65,536): queued events before writers wait (backpressure).
+    - ``index_every`` (1,024): events whose index records are written together.
+
+    Raises ``StoreNotFoundError`` for a missing store opened ``readonly``, ``StoreLockedError``
+    when another writer has it, ``CorruptStoreError`` for a damaged file and
+    ``InvalidInputError`` for an unknown or invalid tuning keyword.
+    """
+    from .store import Store
+
+    return Store(path, readonly=readonly, probe=probe, **tuning)
 
 
 __all__ = [
     "AlreadyExistsError",
     "AmbiguousIDError",
     "AsyncStore",
+    "BenchError",
     "ContainerConfig",
     "ContainerMetadata",
     "ContainerResources",
     "ContainerState",
     "ContainerStatus",
+    "ContainerdStatusError",
     "CorruptStoreError",
     "DiskFullError",
     "Event",
@@ -66,10 +163,12 @@ __all__ = [
     "InvalidTransitionError",
     "LinuxContainerResources",
     "LoadReport",
+    "MissingExtraError",
     "NotFoundError",
     "Pod",
     "PodStatus",
     "Pods",
+    "PostgresServerError",
     "ReadOnlyError",
     "SandboxConfig",
     "SandboxMetadata",
@@ -79,6 +178,8 @@ __all__ = [
     "StoreAccessError",
     "StoreClosedError",
     "StoreLockedError",
+    "StoreNotFoundError",
+    "Tuning",
     "WindowsContainerResources",
     "WriteError",
     "build_pod_full_name",

@@ -100,12 +100,17 @@ def _position_of(key: bytes) -> int:
     return int.from_bytes(key[:8], "big")
 
 
+def learn_names(log: Log, names: Names) -> None:
+    """Read the feed for the ids written after this (read-only) store was opened."""
+    for _event in events(log, names):
+        pass
+
+
 def history(log: Log, names: Names, ident: str) -> list[Event]:
     """Every event of ``ident`` (containers and sandboxes alike), oldest first."""
     enos = enos_of(names, ident)
     if not enos:  # perhaps added after this (read-only) store was opened: learn its number
-        for _event in events(log, names):
-            pass
+        learn_names(log, names)
         enos = enos_of(names, ident)
     found: list[Event] = []
     with log.reading() as txn:

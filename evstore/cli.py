@@ -3,7 +3,11 @@
 Every subcommand runs under ``Cli``, which turns user mistakes into one line on stderr and a
 non-zero exit instead of a traceback: usage errors (bad option or value) exit 2, an
 ``EvstoreError`` or an ``OSError`` (unwritable directory, full disk) prints ``error: ...`` and
-exits 1.
+exits 1, and Ctrl-C prints ``interrupted`` and exits 130 (the shell's code for SIGINT).
+
+Loading this module loads click and little else, so that ``--help`` and every command start
+quickly: each command imports the machinery it runs (the store, PostgreSQL's driver, the
+benchmark, rich for bars and tables) in its body.
 """
 
 from __future__ import annotations
@@ -19,51 +23,31 @@ import time
 from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import closing, contextmanager, nullcontext
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import click
-import msgspec
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
-from rich.table import Table
-from rich.text import Text
 
 import evstore
-from evstore import render
-from evstore.bench import BenchConfig, BenchResult, Measure, count_steps, run
-from evstore.bench import plot as bench_plot
-from evstore.compact import DropReport
-from evstore.compact import compact as compact_store
-from evstore.errors import EvstoreError, NotFoundError
-from evstore.events import Event
-from evstore.fleet import (
-    STATE_NAMES,
-    FleetEntry,
-    list_current,
-    node_history,
-    reading,
-)
-from evstore.importer import container_dirs, import_containerd
-from evstore.pods import Pods
-from evstore.render import (
-    entries_table,
-    entry_object,
-    events_table,
-    format_time,
-    parse_age,
-    parse_time,
-)
-from evstore.replay import EntryState, dropped_events, feed_start, replay_feed
-from evstore.shipping import BATCH, BatchReport, Hooks, ShipOptions, ship_store
-from evstore.verify import check_in_process, count_events
+from evstore._extras import require
+from evstore.errors import EvstoreError
+from evstore.states import STATE_NAMES
+from evstore.times import format_time, parse_age, parse_time
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress, TaskID
+    from rich.table import Table
+
+    from evstore.bench import BenchConfig, BenchResult, Measure
+    from evstore.compact import CompactReport, DropReport
+    from evstore.events import Event
+    from evstore.fleet import FleetEntry
+    from evstore.pods import Pods
+    from evstore.replay import EntryState
+    from evstore.shipping import Hooks
+
+
+T = TypeVar("T")
 
 
 class UserError(click.ClickException):
@@ -80,6 +64,18 @@ class UsageFailure(UserError):
     """A bad option or argument: exits 2, as click's own usage errors do."""
 
     exit_code = 2
+
+
+class Interrupted(click.ClickException):
+    """Ctrl-C: one line and exit 130, instead of click's "Aborted!" and 1."""
+
+    exit_code = 130
+
+    def __init__(self, message: str = "interrupted") -> None:
+        super().__init__(message)
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(self.format_message(), file=file, err=file is None)
 
 
 def _describe(exc: BaseException) -> str:
@@ -99,7 +95,9 @@ class Cli(click.Group):
         except click.exceptions.NoArgsIsHelpError:
             raise  # the help text, shown as it is
         except click.UsageError as exc:
-            raise UsageFailure(exc.format_message()) from None
+            raise UsageFailure(exc.format_message()) from exc
+        except KeyboardInterrupt as exc:
+            raise Interrupted() from exc
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -107,16 +105,19 @@ class Cli(click.Group):
         except click.exceptions.NoArgsIsHelpError:
             raise  # the help text, shown as it is
         except click.UsageError as exc:
-            raise UsageFailure(exc.format_message()) from None
+            raise UsageFailure(exc.format_message()) from exc
         except EvstoreError as exc:
-            raise UserError(_describe(exc)) from None
+            raise UserError(_describe(exc)) from exc
         except OSError as exc:
             if exc.errno == errno.EPIPE:
                 raise  # click quietly exits on a closed pipe
-            raise UserError(_describe(exc)) from None
+            raise UserError(_describe(exc)) from exc
+        except KeyboardInterrupt as exc:
+            raise Interrupted() from exc
 
 
 @click.group(cls=Cli)
+@click.version_option(package_name="evstore", message="evstore %(version)s")
 def main() -> None:
     """evstore: an event-sourced container and sandbox status store on LMDB."""
     _escape_what_output_cannot_encode()
@@ -142,8 +143,10 @@ def _check_json_target(
     parent = value.parent if str(value.parent) else Path(".")
     if value.is_dir():
         raise click.BadParameter(f"{value} is a directory", ctx, param)
+    if not parent.is_dir():
+        raise click.BadParameter(f"cannot write {value}: no directory {parent}", ctx, param)
     writable = os.access(value, os.W_OK) if value.exists() else os.access(parent, os.W_OK)
-    if not parent.is_dir() or not writable:
+    if not writable:
         raise click.BadParameter(f"cannot write {value}", ctx, param)
     return value
 
@@ -179,6 +182,11 @@ def bench(
     plot_file: Path | None, from_json: Path | None,
 ) -> None:
     """Measure evstore against containerd's fsync'd JSON file checkpoint, on the same disk."""
+    import msgspec
+    from rich.console import Console
+
+    from evstore.bench import plot as bench_plot
+
     if plot_file is not None and (why := bench_plot.missing()) is not None:
         raise UserError(why)  # before a run of minutes, not after it
     console = Console()
@@ -198,10 +206,14 @@ def bench(
 
 def load_result(path: Path) -> BenchResult:
     """A result saved by ``--json``; a file that is not one is a user error."""
+    import msgspec
+
+    from evstore.bench import BenchResult
+
     try:
         return BenchResult.from_dict(msgspec.json.decode(path.read_bytes()))
     except (ValueError, KeyError, TypeError, msgspec.DecodeError) as exc:
-        raise UserError(f"{path}: not a result of evstore bench --json ({exc!r})") from None
+        raise UserError(f"{path}: not a result of evstore bench --json ({exc!r})") from exc
 
 
 def show_result(console: Console, result: BenchResult) -> None:
@@ -215,6 +227,8 @@ def show_result(console: Console, result: BenchResult) -> None:
 
 
 def _bench_config(quick: bool, directory: Path | None, repeats: int | None) -> BenchConfig:
+    from evstore.bench import BenchConfig
+
     overrides: dict[str, Any] = {"directory": directory}
     if repeats is not None:
         overrides["repeats"] = repeats
@@ -222,12 +236,14 @@ def _bench_config(quick: bool, directory: Path | None, repeats: int | None) -> B
 
 
 def _run_with_progress(cfg: BenchConfig) -> BenchResult:
-    with progress_bar("starting", count_steps(cfg), min_total=0) as (bar, task):
+    from evstore import bench as harness
+
+    with progress_bar("starting", harness.count_steps(cfg), min_total=0) as (bar, task):
 
         def advance(what: str, done: int, total: int) -> None:
             bar.update(task, description=what, completed=done, total=total)
 
-        return run(cfg, advance)
+        return harness.run(cfg, advance)
 
 
 # --- verify -----------------------------------------------------------------------------------
@@ -235,14 +251,28 @@ def _run_with_progress(cfg: BenchConfig) -> BenchResult:
 
 @main.command()
 @click.argument("path", type=click.Path(path_type=Path))
-def verify(path: Path) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for programs.")
+def verify(path: Path, as_json: bool) -> None:
     """Check every record, sequence, position and snapshot of the store at PATH.
 
     Exits 0 only when the store is sound; otherwise lists what it found and exits 1.
+    --json prints one object: path, ok, the counts checked and the problems.
     """
+    from evstore.verify import check_in_process, count_events
+
     total = count_events(path)  # walks the store in a child first: a damaged page kills only it
     with progress_bar("verifying", total, min_total=50_000) as (bar, task):
         report = check_in_process(path, lambda done: bar.advance(task, done))
+    if as_json:
+        echo_json({
+            "path": str(path), "ok": report.ok, "events": report.events,
+            "entries": report.entries, "snapshots": report.snapshots,
+            "index_entries": report.index_entries, "bases": report.bases,
+            "problems": report.problems,
+        })
+        if not report.ok:
+            raise SystemExit(1)
+        return
     for problem in report.problems:
         click.echo(f"problem: {problem}")
     verdict = "sound" if report.ok else f"{len(report.problems)} problem(s)"
@@ -268,6 +298,16 @@ def progress_bar(
 ) -> Iterator[tuple[Progress, TaskID]]:
     """A bar on stderr, shown only on a terminal and for work of at least ``min_total``
     steps (``total=None``: a spinner for work that cannot be counted)."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     console = Console(stderr=True)
     text = TextColumn("{task.description}")  # what the work is at, as the caller updates it
     columns = (
@@ -290,13 +330,9 @@ def tracked(events: Iterable[Event], description: str, total: int) -> Generator[
             yield event
 
 
-def stdout_console() -> Console:
-    """Tables go to stdout; into a pipe or file they keep whole ids instead of cutting them."""
-    console = Console()
-    return console if console.is_terminal else Console(width=1_000)
-
-
 def echo_json(data: Any) -> None:
+    import msgspec
+
     out = sys.stdout.buffer
     out.write(msgspec.json.encode(data) + b"\n")
     out.flush()
@@ -304,6 +340,8 @@ def echo_json(data: Any) -> None:
 
 def show_entries(states: list[EntryState], as_json: bool, now: int, header: str | None) -> None:
     """A table (after ``header``, if any) or, with --json, a JSON array of entry objects."""
+    from evstore.render import entries_table, entry_object
+
     if as_json:
         echo_json([entry_object(state) for state in states])
         return
@@ -325,6 +363,8 @@ def ls(path: Path, as_json: bool) -> None:
     id, entity, state, pid, exit_code, created_at and the whole status. Reads beside a
     running writer.
     """
+    from evstore.replay import EntryState
+
     with evstore.open(path, readonly=True) as store:
         states = [
             EntryState(entity, entry.id, entry.status.get())
@@ -342,11 +382,13 @@ def ls(path: Path, as_json: bool) -> None:
 def history(path: Path, ident: str, as_json: bool) -> None:
     """Show every event of container or sandbox ID, across its incarnations, deleted ones
     included; --json prints an array of event objects."""
+    from evstore.render import events_table
+    from evstore.replay import dropped_events
+
     with evstore.open(path, readonly=True) as store:
+        ident = store.resolve_id(ident)
         events = store.history(ident)
         dropped = dropped_events(store, ident)
-    if not events and not dropped:
-        raise NotFoundError(f"{ident!r}: no such container or sandbox in {path}")
     if as_json:
         echo_json(events)
         return
@@ -393,6 +435,8 @@ def replay(path: Path, at_time: int | None, position: int | None, as_json: bool)
     """
     if (at_time is None) == (position is None):
         raise click.UsageError("give exactly one of --time and --position")
+    from evstore.replay import feed_start, replay_feed
+
     with evstore.open(path, readonly=True) as store:
         last = store.last_position
         total = min(last, position) if position is not None else last
@@ -411,6 +455,8 @@ def replay(path: Path, at_time: int | None, position: int | None, as_json: bool)
 )
 def export(path: Path, since: int) -> None:
     """Stream the events after --since as JSON lines, one event object a line, in order."""
+    import msgspec
+
     out = sys.stdout.buffer
     encoder = msgspec.json.Encoder()
     buffer = bytearray()
@@ -438,26 +484,86 @@ def export(path: Path, since: int) -> None:
 @click.option(
     "--keep", type=Parsed("AGE", parse_age), help="Drop the history older than AGE (30d, 12h)."
 )
-def compact(path: Path, drop_before: int | None, keep: int | None) -> None:
+@JSON_FLAG
+def compact(path: Path, drop_before: int | None, keep: int | None, as_json: bool) -> None:
     """Reclaim the free space in the store file at PATH.
 
     Keeps every event unless a retention option (--drop-before or --keep) says otherwise:
     then the history before that time goes, as far as snapshots cover it, and the entries
     deleted by then go entirely. Needs the store to itself: it fails while a writer or any
-    other process has it open.
+    other process has it open. Ctrl-C does not stop it halfway: the compaction in progress
+    finishes (the store is swapped whole or not at all), then it exits 130. --json prints
+    one object: path, before, after, reclaimed and what was dropped (null without a
+    retention option).
     """
     if drop_before is not None and keep is not None:
         raise click.UsageError("give at most one of --drop-before and --keep")
     if keep is not None:
         drop_before = time.time_ns() - keep
-    with progress_bar("compacting", None):
-        report = compact_store(path, drop_before)
+    from evstore.compact import compact as compact_store
+
+    with progress_bar("compacting", None), finishing_on_interrupt() as interrupted:
+        report = run_in_thread(lambda: compact_store(path, drop_before))
+    if as_json:
+        echo_json({
+            "path": str(path), "before": report.before, "after": report.after,
+            "reclaimed": report.reclaimed, "dropped": report.dropped,
+        })
+    else:
+        _show_compaction(path, report)
+    if interrupted:
+        raise SystemExit(128 + interrupted[0])
+
+
+def _show_compaction(path: Path, report: CompactReport) -> None:
     if report.dropped is not None:
         click.echo(describe_drop(report.dropped))
     click.echo(
         f"{path}: {report.before:,} -> {report.after:,} bytes"
         f" ({report.reclaimed:,} bytes reclaimed)"
     )
+
+
+@contextmanager
+def finishing_on_interrupt() -> Iterator[list[int]]:
+    """Ctrl-C (SIGINT) or SIGTERM while work that must not stop halfway runs in another
+    thread: say at once that it will finish, and note the signal (in the list given) for
+    the caller to exit with after it (130 for SIGINT, 143 for SIGTERM)."""
+    received: list[int] = []
+
+    def note(signum: int, _frame: object) -> None:
+        if not received:
+            click.echo("interrupted: finishing the compaction in progress, then exiting",
+                       err=True)
+        received.append(signum)
+
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, note) for sig in signals}
+    try:
+        yield received
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def run_in_thread(work: Callable[[], T]) -> T:
+    """``work()`` in a thread, so that this (main) thread handles signals while it runs: a
+    long C call such as LMDB's copy would otherwise hold them until it returned."""
+    result: list[T] = []
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            result.append(work())
+        except BaseException as exc:
+            failure.append(exc)
+
+    worker = threading.Thread(target=target, name="evstore-work")
+    worker.start()
+    worker.join()
+    if failure:
+        raise failure[0]
+    return result[0]
 
 
 def describe_drop(dropped: DropReport) -> str:
@@ -486,19 +592,26 @@ def _some(ids: list[str], shown: int = 10) -> str:
 @main.command(name="import-containerd")
 @click.argument("root", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @STORE_PATH
-def import_containerd_command(root: Path, path: Path) -> None:
+@JSON_FLAG
+def import_containerd_command(root: Path, path: Path, as_json: bool) -> None:
     """Import containerd's container checkpoints under ROOT into the store at PATH.
 
     ROOT is containerd's CRI plugin root or its containers/ directory (<id>/status in it;
     anything else is refused and nothing written); PATH is created if
     missing. A status that cannot be read comes in as UNKNOWN, as containerd would load it,
     and is listed; ids already in the store are skipped, so a rerun imports nothing twice.
+    --json prints one object: the imported and skipped ids, and unknown (id: reason).
     """
+    from evstore.importer import container_dirs, import_containerd
+
     total = len(container_dirs(root))
     with evstore.open(path) as store, progress_bar("importing", total, 100) as (bar, task):
         report = import_containerd(
             root, store, lambda done, total: bar.update(task, completed=done, total=total)
         )
+    if as_json:
+        echo_json(report)
+        return
     for ident, reason in sorted(report.unknown.items()):
         click.echo(f"unknown: {ident}: {reason}")
     click.echo(
@@ -530,26 +643,28 @@ def pods(path: Path, show_all: bool, as_json: bool) -> None:
     elif not found:
         click.echo("no pods (only entries with a kubelet config belong to pods)")
     else:
-        stdout_console().print(pods_table(found))
+        click.echo(pods_table(found))
 
 
-def pods_table(found: Pods) -> Table:
-    """One row per sandbox and container, each pod in its own section."""
-    table = Table()
-    for name in ("pod", "namespace", "uid", "kind", "id", "name", "image", "state"):
-        table.add_column(name, no_wrap=name != "image")
+def pods_table(found: Pods) -> str:
+    """One row per sandbox and container, in the columns ``ls`` prints and with its state
+    names (the kubelet's view, and ``--json``, show a ready sandbox as running)."""
+    from evstore.pods import SANDBOX_STATES
+    from evstore.render import columns
+
+    sandbox_state = {kubelet: state.name for state, kubelet in SANDBOX_STATES.items()}
+    rows: list[tuple[str, ...]] = []
     for pod in found:
-        rows = [("sandbox", item.id, item.name, item.image, item.state) for item in pod.sandboxes]
+        head = (pod.name, pod.namespace, pod.id)
         rows += [
-            ("container", item.id, item.name, item.image, item.state) for item in pod.containers
+            (*head, "sandbox", s.id, s.name, s.image or "-", sandbox_state[s.state])
+            for s in pod.sandboxes
         ]
-        for index, (kind, ident, name, image, state) in enumerate(rows):
-            head = (pod.name, pod.namespace, pod.id) if index == 0 else ("", "", "")
-            table.add_row(
-                *map(Text, head), kind, Text(ident), Text(name), Text(image), state.upper(),
-                end_section=index == len(rows) - 1,
-            )
-    return table
+        rows += [
+            (*head, "container", c.id, c.name, c.image or "-", c.state.upper())
+            for c in pod.containers
+        ]
+    return columns(("pod", "namespace", "uid", "kind", "id", "name", "image", "state"), rows)
 
 
 # --- ship, fleet ------------------------------------------------------------------------------
@@ -566,10 +681,10 @@ DSN_OPTION = click.option(
 @click.option("--node", required=True, help="This node's name in the fleet database.")
 @click.option("--once", is_flag=True, help="Exit once the database holds the whole log.")
 @click.option(
-    "--batch", type=click.IntRange(min=1), default=BATCH, show_default=True,
-    help="Events per PostgreSQL transaction.",
+    "--batch", type=click.IntRange(min=1), default=None,
+    help="Events per PostgreSQL transaction (default 1,000).",
 )
-def ship(path: Path, dsn: str, node: str, once: bool, batch: int) -> None:
+def ship(path: Path, dsn: str, node: str, once: bool, batch: int | None) -> None:
     """Ship every event of the store at PATH to PostgreSQL, as NODE, exactly once.
 
     Each batch, with the current-state rows it changes, is one transaction, and a run
@@ -577,13 +692,16 @@ def ship(path: Path, dsn: str, node: str, once: bool, batch: int) -> None:
     Without --once it follows new events until SIGINT or SIGTERM and waits out database
     restarts. Logs a line per batch on stderr; reads beside a running writer.
     """
+    require("fleet", "evstore ship")
+    from evstore.shipping import BATCH, ShipOptions, ship_store
+
     stop = threading.Event()
     with evstore.open(path, readonly=True) as store, stop_on_signals(stop):
         total = store.last_position
         # the bar is for --once; a follower only logs
         with progress_bar("shipping", total, 1_000 if once else total + 1) as (bar, task):
-            hooks = ShipLog(node, bar, task)
-            options = ShipOptions(batch, follow=not once, stop=stop, hooks=hooks)
+            hooks = ship_log(node, bar, task)
+            options = ShipOptions(batch or BATCH, follow=not once, stop=stop, hooks=hooks)
             report = ship_store(store, dsn, node, options)
     summary = (
         f"{node}: shipped {plural(report.shipped, 'event')};"
@@ -611,43 +729,50 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-class ShipLog(Hooks):
-    """A line on stderr per batch and per retry, above the bar (when there is one)."""
+def ship_log(node: str, bar: Progress, task: TaskID) -> Hooks:
+    """A line on stderr per batch and per retry, above the bar (when there is one). Built
+    here, not at module level, because ``Hooks`` comes with the shipper and PostgreSQL."""
+    from evstore.shipping import BatchReport, Hooks
 
-    def __init__(self, node: str, bar: Progress, task: TaskID) -> None:
-        self.node = node
-        self.bar = bar
-        self.task = task
+    class ShipLog(Hooks):
+        """A line on stderr per batch and per retry, above the bar (when there is one)."""
 
-    def say(self, line: str) -> None:
-        self.bar.console.print(line, markup=False, highlight=False, soft_wrap=True)
+        def __init__(self, node: str, bar: Progress, task: TaskID) -> None:
+            self.node = node
+            self.bar = bar
+            self.task = task
 
-    def started(self, position: int, store_position: int) -> None:
-        self.bar.update(self.task, completed=position)
-        self.say(
-            f"{self.node}: resuming after position {position:,};"
-            f" the store is at {store_position:,}"
-        )
+        def say(self, line: str) -> None:
+            self.bar.console.print(line, markup=False, highlight=False, soft_wrap=True)
 
-    def batch(self, report: BatchReport) -> None:
-        self.bar.update(self.task, completed=report.position)
-        span = (
-            f"positions {report.first:,}-{report.position:,}" if report.events > 1
-            else f"position {report.first:,}"
-        )
-        self.say(
-            f"{self.node}: shipped {plural(report.events, 'event')} ({span},"
-            f" {report.shipped:,} in all); lag {plural(report.lag_events, 'event')},"
-            f" {report.lag_seconds:,.3f} s"
-        )
+        def started(self, position: int, store_position: int) -> None:
+            self.bar.update(self.task, completed=position)
+            self.say(
+                f"{self.node}: resuming after position {position:,};"
+                f" the store is at {store_position:,}"
+            )
 
-    def retry(self, reason: str, delay: float) -> None:
-        self.say(f"{self.node}: PostgreSQL unavailable ({reason}); retrying in {delay:.1f} s")
+        def batch(self, report: BatchReport) -> None:
+            self.bar.update(self.task, completed=report.position)
+            span = (
+                f"positions {report.first:,}-{report.position:,}" if report.events > 1
+                else f"position {report.first:,}"
+            )
+            self.say(
+                f"{self.node}: shipped {plural(report.events, 'event')} ({span},"
+                f" {report.shipped:,} in all); lag {plural(report.lag_events, 'event')},"
+                f" {report.lag_seconds:,.3f} s"
+            )
+
+        def retry(self, reason: str, delay: float) -> None:
+            self.say(f"{self.node}: PostgreSQL unavailable ({reason}); retrying in {delay:.1f} s")
+
+    return ShipLog(node, bar, task)
 
 
 @main.group()
 def fleet() -> None:
-    """Ask the fleet database that ``evstore ship`` fills, without writing SQL."""
+    """Ask the fleet database that 'evstore ship' fills, without writing SQL."""
 
 
 @fleet.command(name="ls")
@@ -663,6 +788,10 @@ def fleet_ls(dsn: str, node: str | None, state: str | None, as_json: bool) -> No
     --json prints an array of objects with node, id, entity, state, pid, exit_code,
     created_at, the whole status and the position of the entry's last event.
     """
+    require("fleet", "evstore fleet ls")
+    from evstore.fleet import list_current, reading
+    from evstore.render import entry_object
+
     with reading(dsn) as conn:
         found = list_current(conn, node, state.lower() if state else None)
     if as_json:
@@ -675,6 +804,8 @@ def fleet_ls(dsn: str, node: str | None, state: str | None, as_json: bool) -> No
 
 
 def fleet_table(found: Iterable[FleetEntry], now: int) -> str:
+    from evstore import render
+
     rows = (
         (
             row.node, row.state.id, row.state.entity, render.state_name(row.state.status).upper(),
@@ -695,10 +826,16 @@ def fleet_history(dsn: str, node: str, ident: str, as_json: bool) -> None:
     """Show every shipped event of container or sandbox ID on NODE, oldest first;
     --json prints an array of event objects (node, position, entity, id, seq, time,
     type, changes)."""
+    require("fleet", "evstore fleet history")
+    import msgspec
+
+    from evstore.fleet import node_history, node_ids, reading
+    from evstore.ids import choose
+    from evstore.render import events_table
+
     with reading(dsn) as conn:
+        ident = choose(ident, node_ids(conn, node, ident), f"id shipped from node {node!r}")
         events = node_history(conn, node, ident)
-    if not events:
-        raise NotFoundError(f"{ident!r}: no shipped events of that id from node {node!r}")
     if as_json:
         echo_json([{"node": node, **msgspec.structs.asdict(event)} for event in events])
     else:
@@ -730,6 +867,8 @@ def format_ratio(m: Measure) -> str:
 
 
 def results_table(result: BenchResult) -> Table:
+    from rich.table import Table
+
     table = Table(title="evstore vs containerd file checkpoint (median of runs)")
     table.add_column("measure")
     table.add_column("evstore", justify="right")
@@ -750,6 +889,8 @@ def growth_table(result: BenchResult) -> Table | None:
     """Reopen time per container at each size: flat rows mean linear growth."""
     if not result.growth:
         return None
+    from rich.table import Table
+
     sizes = sorted({n for curve in result.growth for n in curve["sizes"]})
     table = Table(title="reopen time per container (µs; a flat row grows linearly)")
     table.add_column("reopen")

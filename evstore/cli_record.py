@@ -12,13 +12,13 @@ import signal
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import msgspec
 
-from evstore.aio import open_async
-from evstore.cri import Recorder, SyncReport, load_client
+if TYPE_CHECKING:
+    from evstore.cri import SyncReport
 
 
 @click.command()
@@ -38,12 +38,17 @@ def record(path: Path, endpoint: str, interval: float, once: bool, as_json: bool
     sync that recorded something. A runtime that stops answering is retried (said once per
     outage on stderr); nothing is recorded as deleted meanwhile.
     """
+    from evstore.cri import load_client
+
     load_client()  # without the extra: one line saying which to install
     _say_outages()
     asyncio.run(_record(path, endpoint, interval, once, as_json))
 
 
 async def _record(path: Path, endpoint: str, interval: float, once: bool, as_json: bool) -> None:
+    from evstore.aio import open_async
+    from evstore.cri import Recorder
+
     async with open_async(path) as store:
         recorder = Recorder(store, endpoint, interval=interval,
                             on_sync=lambda report: _show(report, as_json, every=False))

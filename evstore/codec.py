@@ -221,4 +221,4 @@ def _decode(decoder: msgspec.msgpack.Decoder[Any], key: bytes, value: bytes, wha
     try:
         return decoder.decode(payload)
     except msgspec.DecodeError as exc:
-        raise RecordError(f"undecodable {what}: {exc}") from None
+        raise RecordError(f"undecodable {what}: {exc}") from exc

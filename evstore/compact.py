@@ -127,7 +127,7 @@ def _copy_and_swap(
         try:
             log.env.copy(str(scratch), compact=True)
         except lmdb.Error as exc:
-            raise WriteError(f"{path}: compacted copy failed: {exc}") from None
+            raise WriteError(f"{path}: compacted copy failed: {exc}") from exc
         copy, table = scratch / "data.mdb", scratch / "lock.mdb"
         os.close(os.open(table, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
         for new, old in ((copy, data), (table, path / "lock.mdb")):
@@ -180,7 +180,7 @@ def drop_history(log: Log, before: int) -> DropReport:
         try:
             floor = read_floor(txn, log.dbs)
         except RecordError as exc:
-            raise CorruptStoreError(f"{log.path}: retention floor: {exc}") from None
+            raise CorruptStoreError(f"{log.path}: retention floor: {exc}") from exc
         plan = _plan(txn, log.dbs, floor, read_checkpoint(txn, log.dbs), before)
     if plan.position <= floor.position:
         return DropReport(floor.position, floor.time)

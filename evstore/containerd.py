@@ -13,6 +13,7 @@ from typing import Annotated
 
 import msgspec
 
+from .errors import ContainerdStatusError
 from .model import ContainerResources, ContainerStatus
 
 STATUS_VERSION = "v1"
@@ -23,8 +24,7 @@ Int32 = Annotated[int, msgspec.Meta(ge=-(2**31), lt=2**31)]
 UInt32 = Annotated[int, msgspec.Meta(ge=0, lt=2**32)]
 
 
-class StatusError(ValueError):
-    """Why a status file could not be loaded (what containerd would log)."""
+StatusError = ContainerdStatusError  # why a status file could not be loaded
 
 
 class _Versioned(msgspec.Struct, rename="pascal"):
@@ -70,13 +70,13 @@ def decode_status(data: bytes) -> ContainerStatus:
     try:
         version = msgspec.json.decode(data, type=_Versioned).version
     except msgspec.DecodeError as exc:
-        raise StatusError(f"broken status JSON: {exc}") from None
+        raise StatusError(f"broken status JSON: {exc}") from exc
     if version != STATUS_VERSION:
         raise StatusError(f"unsupported status version {version!r}")
     try:
         return msgspec.json.decode(data, type=ContainerdStatus).to_status()
     except msgspec.DecodeError as exc:
-        raise StatusError(f"invalid v1 status: {exc}") from None
+        raise StatusError(f"invalid v1 status: {exc}") from exc
 
 
 def unknown_status(message: str = "") -> ContainerStatus:

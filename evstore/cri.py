@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from ._extras import missing_extra
 from .errors import EvstoreError, InvalidInputError, InvalidTransitionError
 from .events import diff
 from .model import (
@@ -63,7 +64,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("evstore.cri")
 
-EXTRA_HINT = "the CRI client is not installed: pip install 'evstore[cri]'"
 TIMEOUT = 10.0  # seconds for one call; a runtime slower than this counts as down
 FIRST_BACKOFF, MAX_BACKOFF = 0.1, 5.0
 READS = 32  # status reads in flight at once
@@ -78,10 +78,6 @@ _CRI_CONTAINER_STATES = ("CONTAINER_CREATED", "CONTAINER_RUNNING", "CONTAINER_EX
                          "CONTAINER_UNKNOWN")
 _CRI_SANDBOX_READY = 0  # CRI's SANDBOX_READY (NOTREADY is 1); the store numbers them 1 and 2
 _NOT_FOUND, _UNIMPLEMENTED = "NOT_FOUND", "UNIMPLEMENTED"
-
-
-class MissingExtraError(EvstoreError):
-    """The ``cri`` extra (grpcio, container-runtime-interface-api) is not installed."""
 
 
 class RuntimeUnavailableError(EvstoreError):
@@ -124,8 +120,8 @@ def load_client() -> tuple[Any, Any, Any]:
         importlib.import_module("grpc.aio")
         api_pb2 = importlib.import_module("cri_api.v1.api_pb2")
         api_pb2_grpc = importlib.import_module("cri_api.v1.api_pb2_grpc")
-    except ImportError:
-        raise MissingExtraError(EXTRA_HINT) from None
+    except ImportError as exc:
+        raise missing_extra("cri", "recording a CRI runtime") from exc
     return grpc, api_pb2, api_pb2_grpc.RuntimeServiceStub
 
 

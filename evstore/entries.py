@@ -16,10 +16,10 @@ from typing import Generic, Protocol, TypeVar
 
 import msgspec
 
-from . import inputs
+from . import ids, inputs
 from .codec import EVENT_TYPES, encode_payload
 from .commit import Batch
-from .errors import AlreadyExistsError, AmbiguousIDError, InvalidInputError, NotFoundError
+from .errors import AlreadyExistsError, InvalidInputError, NotFoundError
 from .events import Entity, Kind, classify_move, diff, no_changes
 from .model import (
     ContainerMetadata,
@@ -98,7 +98,7 @@ def _copy_resources(resources: ContainerResources) -> ContainerResources:
     try:
         return _copy_resource_parts(resources)
     except TypeError as exc:  # a part that is no struct (a dict, say)
-        raise InvalidInputError(f"status cannot be stored: resources: {exc}") from None
+        raise InvalidInputError(f"status cannot be stored: resources: {exc}") from exc
 
 
 def _copy_resource_parts(resources: ContainerResources) -> ContainerResources:
@@ -119,7 +119,7 @@ def _clone_metadata(metadata: M) -> M:
         decoded: M = msgspec.msgpack.decode(_encoder.encode(metadata), type=type(metadata))
     except _UNSTORABLE as exc:
         where = str(exc).replace("`$", "`metadata")
-        raise InvalidInputError(f"{metadata.id}: metadata cannot be stored: {where}") from None
+        raise InvalidInputError(f"{metadata.id}: metadata cannot be stored: {where}") from exc
     return decoded
 
 
@@ -405,10 +405,8 @@ class Entries(Generic[S, M]):
         if entry is not None:
             return entry
         matches = self._matches(inputs.text("id", id_or_prefix))
-        if len(matches) > 1:
-            raise AmbiguousIDError(f"{id_or_prefix!r} matches {len(matches)} entries")
-        entry = self._live.get(matches[0]) if matches else None
-        if entry is None:
+        entry = self._live.get(ids.choose(id_or_prefix, matches, self._kind_name))
+        if entry is None:  # reserved by an add that has not finished
             raise NotFoundError(f"{id_or_prefix!r}: no such {self._kind_name}")
         return entry
 
@@ -520,7 +518,7 @@ class Entries(Generic[S, M]):
         except _UNSTORABLE as exc:
             raise InvalidInputError(
                 f"{storage._id}: status cannot be stored: {_readable(exc)}"
-            ) from None
+            ) from exc
         return Write(
             self._entity, storage._eno, storage._seq + 1, now, payload, metadata,
             durable_part(status), deleted, sync, repair,

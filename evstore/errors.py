@@ -18,6 +18,12 @@ class NotFoundError(EvstoreError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class StoreNotFoundError(NotFoundError, FileNotFoundError):
+    """No store at that path (opened ``readonly``, or a command that never creates one).
+
+    A ``NotFoundError`` as before, and a ``FileNotFoundError``, which is what it is."""
+
+
 class HistoryDroppedError(NotFoundError):
     """The point asked for lies before what retention (``compact --drop-before``) kept."""
 
@@ -69,3 +75,21 @@ class DiskFullError(WriteError):
 class FleetError(EvstoreError):
     """PostgreSQL (the fleet database) refused the connection string, could not be reached,
     or rejected what was sent to it."""
+
+
+class MissingExtraError(EvstoreError, ImportError):
+    """A part of evstore needs an optional extra (``evstore[fleet]``, ...) that is not
+    installed; the message names it and how to install it."""
+
+
+class ContainerdStatusError(EvstoreError, ValueError):
+    """A containerd status file could not be loaded (what containerd would log)."""
+
+
+class PostgresServerError(EvstoreError, RuntimeError):
+    """The throwaway PostgreSQL server (tests, benchmark) could not be found, created,
+    started or stopped."""
+
+
+class BenchError(EvstoreError, RuntimeError):
+    """A benchmark run could not measure what it set out to (a child or shipper failed)."""

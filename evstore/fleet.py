@@ -16,7 +16,13 @@ from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 import msgspec
-import psycopg
+
+from ._extras import missing_extra
+
+try:
+    import psycopg
+except ModuleNotFoundError as exc:
+    raise missing_extra("fleet", __name__) from exc
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow
 from psycopg.types.json import set_json_loads
@@ -25,7 +31,7 @@ from .errors import FleetError
 from .events import STATUS_TYPES, Event
 from .model import Status
 from .replay import ENTITIES, EntryState
-from .states import ContainerState, SandboxState
+from .states import STATE_NAMES as STATE_NAMES  # what the ``state`` column may hold
 
 Connection = psycopg.Connection[TupleRow]
 
@@ -70,7 +76,7 @@ def check_dsn(dsn: str) -> dict[str, Any]:
     try:
         return conninfo_to_dict(dsn)
     except psycopg.ProgrammingError as exc:
-        raise FleetError(f"invalid PostgreSQL DSN: {one_line(exc)}") from None
+        raise FleetError(f"invalid PostgreSQL DSN: {one_line(exc)}") from exc
 
 
 def connect(dsn: str) -> Connection:
@@ -91,14 +97,14 @@ def reading(dsn: str) -> Iterator[Connection]:
     try:
         conn = connect(dsn)
     except psycopg.Error as exc:
-        raise FleetError(f"cannot connect to PostgreSQL: {one_line(exc)}") from None
+        raise FleetError(f"cannot connect to PostgreSQL: {one_line(exc)}") from exc
     try:
         with conn:
             yield conn
-    except psycopg.errors.UndefinedTable:
-        raise FleetError("no evstore tables in that database: nothing was shipped there") from None
+    except psycopg.errors.UndefinedTable as exc:
+        raise FleetError("no evstore tables in that database: nothing was shipped there") from exc
     except psycopg.Error as exc:
-        raise FleetError(f"PostgreSQL: {one_line(exc)}") from None
+        raise FleetError(f"PostgreSQL: {one_line(exc)}") from exc
 
 
 def one_line(exc: BaseException) -> str:
@@ -169,10 +175,6 @@ def to_status(entity: str, data: Any) -> Status:
 
 # --- what ``evstore fleet`` shows ----------------------------------------------------------------
 
-# what the ``state`` column may hold
-STATE_NAMES = tuple(dict.fromkeys(state.name.lower() for state in (*ContainerState, *SandboxState)))
-
-
 class FleetEntry(NamedTuple):
     """One row of ``evstore_current``."""
 
@@ -194,6 +196,21 @@ def list_current(conn: Connection, node: str | None, state: str | None) -> list[
         FleetEntry(row_node, EntryState(entity, ident, to_status(entity, status)), position)
         for row_node, entity, ident, status, position in rows
     ]
+
+
+def node_ids(conn: Connection, node: str, prefix: str) -> list[str]:
+    """The ids shipped from ``node`` that start with ``prefix`` (at most two beside an
+    exact match: enough for ``ids.choose`` to tell one from many)."""
+    if not prefix:
+        return []
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    rows = conn.execute(
+        """(select id from evstore_events where node = %s and id = %s limit 1)
+           union (select distinct id from evstore_events where node = %s and id like %s
+                  order by id limit 2)""",
+        (node, prefix, node, escaped + "%"),
+    ).fetchall()
+    return [ident for (ident,) in rows]
 
 
 def node_history(conn: Connection, node: str, ident: str) -> list[Event]:

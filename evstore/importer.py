@@ -43,10 +43,10 @@ def read_status(directory: Path) -> ContainerStatus:
     """The status in ``directory/status``; ``StatusError`` saying why when there is none."""
     try:
         data = (directory / "status").read_bytes()
-    except FileNotFoundError:
-        raise StatusError("no status file") from None
+    except FileNotFoundError as exc:
+        raise StatusError("no status file") from exc
     except OSError as exc:
-        raise StatusError(f"cannot read status file: {exc.strerror or exc}") from None
+        raise StatusError(f"cannot read status file: {exc.strerror or exc}") from exc
     return decode_status(data)
 
 

@@ -96,7 +96,7 @@ class Positions:
                 try:
                     position = unpack_u64(value)
                 except RecordError as exc:
-                    raise RecordError(f"index of event {seq}: {exc}") from None
+                    raise RecordError(f"index of event {seq}: {exc}") from exc
                 last = seq
                 yield seq, position
         for seq, position in self._tail_of(eno):

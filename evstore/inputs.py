@@ -38,10 +38,10 @@ def path(value: Any) -> Path:
     """A store's directory: a ``str`` or a path-like object that gives one."""
     try:
         return Path(value)
-    except TypeError:
+    except TypeError as exc:
         raise InvalidInputError(
             f"path must be a str or os.PathLike, not {type(value).__name__}"
-        ) from None
+        ) from exc
 
 
 def text(name: str, value: Any) -> str:

@@ -28,10 +28,10 @@ from .errors import (
     CorruptStoreError,
     DiskFullError,
     EvstoreError,
-    NotFoundError,
     StoreAccessError,
     StoreClosedError,
     StoreLockedError,
+    StoreNotFoundError,
     WriteError,
 )
 from .index import put_indexed
@@ -121,7 +121,7 @@ class Log:
             finally:
                 txn.abort()
         except lmdb.Error as exc:
-            raise _corrupt(self.path, exc) from None
+            raise _corrupt(self.path, exc) from exc
         finally:
             with shared.cond:
                 shared.readers -= 1
@@ -140,7 +140,7 @@ class Log:
                 self._grow()
             except (lmdb.Error, OSError) as exc:
                 txn.abort()
-                raise _write_error(exc, self.path) from None
+                raise _write_error(exc, self.path) from exc
             except BaseException:
                 txn.abort()
                 raise
@@ -186,7 +186,7 @@ def _check_path(path: Path, readonly: bool, modes: Modes) -> str:
     try:
         return _checked_path(path, readonly, modes)
     except PermissionError as exc:  # a directory or data file this process may not read
-        raise _access_error(path, exc.errno or errno.EACCES) from None
+        raise _access_error(path, exc.errno or errno.EACCES) from exc
 
 
 def _checked_path(path: Path, readonly: bool, modes: Modes) -> str:
@@ -194,7 +194,7 @@ def _checked_path(path: Path, readonly: bool, modes: Modes) -> str:
         raise CorruptStoreError(f"{path}: not an evstore store (not a directory)")
     has_data = (path / _DATA_FILE).exists()
     if readonly and not has_data:
-        raise NotFoundError(f"{path}: no evstore store there")
+        raise StoreNotFoundError(f"{path}: no evstore store there")
     if not has_data and path.exists() and set(os.listdir(path)) - _CREATION_LEFTOVERS:
         raise CorruptStoreError(f"{path}: not an evstore store (directory has other files)")
     if has_data:
@@ -323,16 +323,16 @@ def _take_writer_lock(path: Path, modes: Modes) -> int:
         fd = os.open(path / _LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, modes.file)
     except OSError as exc:
         if exc.errno in _ACCESS_ERRNOS:
-            raise _access_error(path, exc.errno) from None
+            raise _access_error(path, exc.errno) from exc
         raise CorruptStoreError(
             f"{path}: cannot open its lock file {_LOCK_FILE}: {exc.strerror}"
             f"{' (it must be a regular file)' if exc.errno == errno.EISDIR else ''}"
-        ) from None
+        ) from exc
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    except BlockingIOError as exc:
         os.close(fd)
-        raise StoreLockedError(f"{path}: another writer has this store open") from None
+        raise StoreLockedError(f"{path}: another writer has this store open") from exc
     return fd
 
 
@@ -377,13 +377,13 @@ def _open_env(path: Path, readonly: bool, map_size: int) -> Any:
     except lmdb.Error as exc:
         for code in _ACCESS_ERRNOS:  # py-lmdb gives the reason only as text
             if str(exc).endswith(os.strerror(code)):
-                raise _access_error(path, code) from None
-        raise _corrupt(path, exc) from None
+                raise _access_error(path, code) from exc
+        raise _corrupt(path, exc) from exc
     try:
         env.reader_check()  # clear reader slots of processes that died holding them
     except lmdb.Error as exc:
         env.close()
-        raise _corrupt(path, exc) from None
+        raise _corrupt(path, exc) from exc
     return env
 
 
@@ -405,10 +405,10 @@ def _open_dbs(env: Any, path: Path, readonly: bool) -> tuple[dict[bytes, Any], b
                 dbs = _first_commit(env, txn)
         with env.begin() as txn:
             magic = txn.get(b"format", db=dbs[b"meta"])
-    except lmdb.NotFoundError:
-        raise CorruptStoreError(f"{path}: not an evstore store (missing databases)") from None
+    except lmdb.NotFoundError as exc:
+        raise CorruptStoreError(f"{path}: not an evstore store (missing databases)") from exc
     except lmdb.Error as exc:
-        raise _corrupt(path, exc) from None
+        raise _corrupt(path, exc) from exc
     if magic not in (STORE_MAGIC, STORE_MAGIC_V1):
         raise CorruptStoreError(f"{path}: not an evstore store of a known format ({magic!r})")
     return dbs, magic

@@ -19,16 +19,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg
-from psycopg import sql
+from .errors import PostgresServerError
 
 BIN_GLOB = "usr/lib/postgresql/*/bin"  # under /
 _NEEDED = ("initdb", "pg_ctl", "postgres")
 _OWNER = "postgres"  # who runs the server when we are root
 
 
-class ServerError(RuntimeError):
-    """The throwaway server could not be found, created, started or stopped."""
+ServerError = PostgresServerError  # the throwaway server could not be found, started, ...
 
 
 def find_bindir() -> Path | None:
@@ -150,6 +148,9 @@ def throwaway_server(fsync: bool = True) -> Iterator[PgServer]:
 
 def create_database(server: PgServer, name: str) -> str:
     """Create database ``name`` on ``server``; its DSN."""
+    import psycopg  # the fleet extra: this module itself loads without it
+    from psycopg import sql
+
     with psycopg.connect(server.dsn(), autocommit=True) as conn:
         conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
     return server.dsn(name)

@@ -101,6 +101,8 @@ def probe(
         [sys.executable, "-I", "-S", "-c", _WALK, _LMDB_HOME, str(store), scope, *names],
         capture_output=True, text=True, check=False,
     )
+    if done.returncode == -signal.SIGINT:  # Ctrl-C reached the child too: not damage
+        raise KeyboardInterrupt
     if done.returncode < 0:
         name = signal.Signals(-done.returncode).name
         raise CorruptStoreError(f"{store}: store file is damaged (it killed a reader: {name})")

@@ -1,14 +1,13 @@
 """How the command line shows entries and events: aligned columns for people, JSON for programs.
 
 Times are Unix nanoseconds in the store; people see them as ISO 8601 in UTC with all nine
-digits (``2025-11-23T08:00:00.123456789Z``), which ``parse_time`` reads back exactly.
+digits (``2025-11-23T08:00:00.123456789Z``), which ``parse_time`` reads back exactly (both
+in ``times``, re-exported here).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -16,59 +15,12 @@ import msgspec
 from .events import Event
 from .model import ContainerStatus, Status, status_state
 from .replay import EntryState
+from .times import NS, format_age, format_time, parse_age, parse_time
 
-NS = 1_000_000_000
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_ISO = re.compile(
-    r"(?P<base>\d{4}-\d\d-\d\d[T ]\d\d:\d\d(?::\d\d)?)(?:\.(?P<frac>\d{1,9}))?"
-    r"(?P<zone>Z|[+-]\d\d:?\d\d)?"
-)
-_AGE_UNITS = (("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1))
-
-
-def format_time(ns: int) -> str:
-    """``ns`` since the epoch as ISO 8601 UTC with nanoseconds; "-" for 0 (never)."""
-    if ns <= 0:
-        return "-"
-    seconds, fraction = divmod(ns, NS)
-    return (_EPOCH + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S") + f".{fraction:09d}Z"
-
-
-def parse_time(text: str) -> int:
-    """Nanoseconds since the epoch from an integer or ISO 8601 (UTC unless it has an offset).
-
-    Raises ``ValueError`` for anything else.
-    """
-    text = text.strip()
-    if text.isdigit():
-        return int(text)
-    match = _ISO.fullmatch(text)
-    if match is None:
-        raise ValueError(f"{text!r} is neither nanoseconds nor an ISO 8601 time")
-    zone = match["zone"] or "+00:00"
-    moment = datetime.fromisoformat(match["base"] + ("+00:00" if zone == "Z" else zone))
-    fraction = int((match["frac"] or "0").ljust(9, "0"))
-    return (moment - _EPOCH) // timedelta(seconds=1) * NS + fraction
-
-
-def parse_age(text: str) -> int:
-    """A span like "30d", "12h", "90m" or "45s" in ns; ``ValueError`` for anything else."""
-    match = re.fullmatch(r"(\d+)([dhms])", text.strip())
-    if match is None:
-        raise ValueError(f"{text!r} is not an age such as 30d, 12h, 90m or 45s")
-    return int(match[1]) * dict(_AGE_UNITS)[match[2]] * NS
-
-
-def format_age(created_at: int, now: int) -> str:
-    """How long before ``now`` an entry was created, in its largest unit ("3d", "12m")."""
-    if created_at <= 0 or now < created_at:
-        return "-"
-    seconds = (now - created_at) // NS
-    for unit, size in _AGE_UNITS:
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return "0s"
-
+__all__ = [
+    "NS", "columns", "entries_table", "entry_object", "events_table", "exit_code", "format_age",
+    "format_time", "parse_age", "parse_time", "state_name",
+]
 
 def state_name(status: Status) -> str:
     return status_state(status).name.lower()

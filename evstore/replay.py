@@ -28,6 +28,7 @@ from .events import CHANGES_TYPES, ENTITY_NAMES, STATUS_TYPES, Event, apply, ent
 from .model import Status
 from .recovery import mark_unknown
 from .retention import Retained, retained
+from .times import format_time
 
 if TYPE_CHECKING:
     from .store import Store
@@ -90,8 +91,9 @@ def apply_changes(status: Status, event: Event) -> Status:
 def status_at(
     store: Store, id: str, seq: int | None = None, time: int | None = None
 ) -> Status:
-    """The status of ``id`` after its event ``seq`` (counted across incarnations) or at
-    wall-clock ``time`` (ns): the fold of its events with ``event.time <= time``.
+    """The status of ``id`` (an id or a unique prefix, see ``Store.resolve_id``) after its
+    event ``seq`` (counted across incarnations) or at wall-clock ``time`` (ns): the fold of
+    its events with ``event.time <= time``.
 
     Raises ``InvalidInputError`` unless exactly one of ``seq`` and ``time`` is given,
     ``NotFoundError`` when ``id`` has no history, no event ``seq``, or was not live at
@@ -99,6 +101,7 @@ def status_at(
     and a sandbox share the id.
     """
     name, bound = _one_bound(seq=seq, time=time)
+    id = store.resolve_id(id)
     history = store.history(id)
     bases = list(retained(store._log, enos_of(store._names, id)).bases.values())
     _check_history(id, history, bases, seq)
@@ -169,8 +172,6 @@ def replay_feed(
     start = start if start is not None else Retained()
     floor = start.floor
     if floor.position and bound < (floor.position if name == "position" else floor.time):
-        from .render import format_time  # render shows replays: it imports this module
-
         raise HistoryDroppedError(
             f"the history up to position {floor.position} ({format_time(floor.time)}) was"
             " dropped by compaction (retention): replay a later point"

@@ -20,7 +20,13 @@ from itertools import islice
 from os import PathLike
 
 import msgspec
-import psycopg
+
+from ._extras import missing_extra
+
+try:
+    import psycopg
+except ModuleNotFoundError as exc:
+    raise missing_extra("fleet", __name__) from exc
 
 from . import inputs
 from .errors import FleetError, HistoryDroppedError, InvalidInputError
@@ -162,13 +168,13 @@ def ship_store(
         except psycopg.OperationalError as exc:
             if not opts.follow:
                 what = "PostgreSQL failed" if reached else "cannot connect to PostgreSQL"
-                raise FleetError(f"{what}: {one_line(exc)}") from None
+                raise FleetError(f"{what}: {one_line(exc)}") from exc
             delay = min(MAX_RETRY, max(FIRST_RETRY, delay * 2))
             report.retries += 1
             opts.hooks.retry(one_line(exc), delay)
             opts.stop.wait(delay)
         except psycopg.Error as exc:
-            raise FleetError(f"node {node!r}: PostgreSQL: {one_line(exc)}") from None
+            raise FleetError(f"node {node!r}: PostgreSQL: {one_line(exc)}") from exc
     return report
 
 

@@ -29,6 +29,9 @@ class SandboxState(IntEnum):
         return "SANDBOX_NOTREADY"
 
 
+# every state's name as people read it (``ls``, ``fleet ls --state``, the fleet's ``state``)
+STATE_NAMES = tuple(dict.fromkeys(state.name.lower() for state in (*ContainerState, *SandboxState)))
+
 _CONTAINER_MOVES = {
     (ContainerState.CREATED, ContainerState.RUNNING),
     (ContainerState.CREATED, ContainerState.EXITED),

@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 
-from . import audit, inputs, replay
+from . import audit, ids, inputs, replay
 from . import pods as kubelet
 from .commit import Batch, Committer
 from .entries import Entries, Entry
@@ -202,11 +202,17 @@ class Store:
         with self._log.reading() as txn:
             return last_position(txn, self._log.dbs)
 
-    def history(self, id: str) -> list[Event]:
-        """Every event of ``id``, oldest first, across all its incarnations."""
-        inputs.text("id", id)
+    def resolve_id(self, id: str) -> str:
+        """The whole id that ``id`` names among every entry the store has held, deleted
+        ones included: ``id`` itself when it is one, else the one id it is a prefix of;
+        ``NotFoundError`` or ``AmbiguousIDError`` otherwise."""
         self._check_open()
-        return audit.history(self._log, self._names, id)
+        return ids.in_log(self._log, self._names, id)
+
+    def history(self, id: str) -> list[Event]:
+        """Every event of ``id`` (an id or a unique prefix, see ``resolve_id``), oldest
+        first, across all its incarnations."""
+        return audit.history(self._log, self._names, self.resolve_id(id))
 
     def events(self, since: int = 0) -> Iterator[Event]:
         """The global feed: every event with ``position > since``, in order."""

@@ -16,6 +16,7 @@ import msgspec
 import pytest
 from click.testing import CliRunner
 
+import evstore.bench
 import evstore.cli
 from evstore import (
     ContainerResources,
@@ -25,6 +26,7 @@ from evstore import (
     LinuxContainerResources,
     WindowsContainerResources,
 )
+from evstore._extras import install_hint
 from evstore.bench import BenchConfig, BenchResult, FileCheckpoint, count_steps, peer, run, runner
 from evstore.bench import plot as bench_plot
 from evstore.bench.baseline import STATUS_FILE, encode_status
@@ -130,7 +132,7 @@ def test_peer_is_skipped_with_a_note_when_not_installed(
     notes: list[str] = []
     assert not peer.available()
     assert peer.peer_measures(cfg, tmp_path, [], runner.Steps(0, None), notes.append) == []
-    assert notes == ["peer skipped: pip install -e '.[peer]'"]
+    assert notes == [f"peer skipped: {install_hint('peer')}"]
     assert peer.count_peer_steps(cfg) == 0
     assert count_steps(cfg) == count_steps(dataclasses.replace(cfg, peer=False))
 
@@ -334,7 +336,7 @@ def test_cli_bench_prints_table_and_json(
             progress("one", 1, 1)
         return _fake_result()
 
-    monkeypatch.setattr(evstore.cli, "run", fake_run)
+    monkeypatch.setattr(evstore.bench, "run", fake_run)
     out = tmp_path / "out.json"
     png = tmp_path / "out.png"
     result = CliRunner().invoke(
@@ -399,13 +401,13 @@ def test_cli_plot_without_matplotlib_fails_before_the_run(
 ) -> None:
     ran: list[BenchConfig] = []
     monkeypatch.setattr(bench_plot, "MODULE", "evstore_no_such_module")
-    monkeypatch.setattr(evstore.cli, "run", lambda cfg, progress=None: ran.append(cfg))
+    monkeypatch.setattr(evstore.bench, "run", lambda cfg, progress=None: ran.append(cfg))
     result = CliRunner().invoke(
         evstore.cli.main, ["bench", "--quick", "--plot", str(tmp_path / "out.png")]
     )
     assert result.exit_code == 1
     assert result.stderr == (
-        "error: --plot needs matplotlib, which is not installed: pip install -e '.[plot]'\n"
+        f"error: --plot needs matplotlib, which is not installed: {install_hint('plot')}\n"
     )
     assert ran == [] and list(tmp_path.iterdir()) == []
 
@@ -423,7 +425,7 @@ def test_cli_errors_are_one_line(
     def failing_run(cfg: BenchConfig, progress: Progress | None = None) -> BenchResult:
         raise exc
 
-    monkeypatch.setattr(evstore.cli, "run", failing_run)
+    monkeypatch.setattr(evstore.bench, "run", failing_run)
     result = CliRunner().invoke(evstore.cli.main, ["bench", "--quick"])
     assert result.exit_code == 1
     assert result.stderr == message

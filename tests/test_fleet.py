@@ -105,7 +105,12 @@ def test_history_table_and_json(two_nodes: str) -> None:
 def test_fleet_errors_are_one_line(two_nodes: str, pg_dsn: str) -> None:
     missing = fleet("history", "--dsn", two_nodes, "beta", "a3")
     assert missing.exit_code == 1
-    assert missing.stderr == "error: 'a3': no shipped events of that id from node 'beta'\n"
+    assert missing.stderr == "error: 'a3': no such id shipped from node 'beta'\n"
+    wildcard = fleet("history", "--dsn", two_nodes, "beta", "_")  # LIKE's wildcard, escaped
+    assert wildcard.stderr == "error: '_': no such id shipped from node 'beta'\n"
+    several = fleet("history", "--dsn", two_nodes, "beta", "b")
+    assert several.exit_code == 1
+    assert several.stderr.startswith("error: 'b' matches more than one id shipped from node")
     with psycopg.connect(two_nodes, autocommit=True) as conn:
         conn.execute("drop table evstore_events, evstore_current")
     empty = fleet("ls", "--dsn", two_nodes)

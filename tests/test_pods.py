@@ -485,22 +485,19 @@ def test_pods_command_table(store_path: Path) -> None:
     build_node(store_path)
     result = run("pods", store_path)
     assert result.returncode == 0, result.stderr
-    cells = [
-        [cell.strip() for cell in line.split("│")[1:-1]]
-        for line in result.stdout.splitlines() if "│" in line
-    ]
-    assert cells == [
-        ["web", "default", "uid-web", "sandbox", "sb-web", "web", "", "RUNNING"],
-        ["", "", "", "container", "c-web-1", "nginx", "nginx:1.27", "RUNNING"],
+    # the columns and state names of ``ls``: a ready sandbox is READY, as there
+    assert [line.split() for line in result.stdout.splitlines()] == [
+        ["POD", "NAMESPACE", "UID", "KIND", "ID", "NAME", "IMAGE", "STATE"],
+        ["web", "default", "uid-web", "sandbox", "sb-web", "web", "-", "READY"],
+        ["web", "default", "uid-web", "container", "c-web-1", "nginx", "nginx:1.27", "RUNNING"],
     ]
     text = result.stdout
-    assert "sb-web" in text and "c-web-1" in text and "RUNNING" in text
     assert "c-db-0" not in text and "sb-db" not in text and "EXITED" not in text
     assert "c-web-0" not in text  # deleted
 
     everything = run("pods", store_path, "--all")
     assert everything.returncode == 0, everything.stderr
-    for word in ("sb-db", "c-db-0", "postgres:17", "EXITED", "prod", "uid-db"):
+    for word in ("sb-db", "c-db-0", "postgres:17", "EXITED", "NOTREADY", "prod", "uid-db"):
         assert word in everything.stdout
 
 

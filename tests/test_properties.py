@@ -166,9 +166,18 @@ class StoreModel(RuleBasedStateMachine):
             self.model[key] = [found]
         feed = [(event.id, event.position) for event in self.store.events()]
         for ident in {ident for _kind, ident in self.model}:
-            # an entry's history (index, then the log's tail) is its part of the whole log
-            positions = [event.position for event in self.store.history(ident)]
+            # an entry's history (index, then the log's tail) is its part of the whole log;
+            # an id retention removed entirely names nothing, or a longer id it prefixes
+            positions = self.exact_history(ident)
             assert positions == [pos for name, pos in feed if name == ident]
+
+    def exact_history(self, ident: str) -> list[int]:
+        try:
+            if self.store.resolve_id(ident) != ident:
+                return []
+        except (evstore.NotFoundError, evstore.AmbiguousIDError):
+            return []
+        return [event.position for event in self.store.history(ident)]
 
     def lookup(self, key: tuple[str, str]) -> Status | None:
         """By exact id: ``get`` would resolve a deleted id to a live one it prefixes."""

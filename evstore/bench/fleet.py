@@ -28,13 +28,13 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
-
-import psycopg
+from typing import IO, TYPE_CHECKING, Any
 
 import evstore
 from evstore import ContainerMetadata, ContainerStatus
+from evstore._extras import install_hint, missing
 from evstore.entries import Entry
+from evstore.errors import BenchError
 from evstore.pgserver import PgServer, create_database, find_bindir, throwaway_server
 
 from .runner import (
@@ -47,6 +47,9 @@ from .runner import (
     scratch,
     start,
 )
+
+if TYPE_CHECKING:
+    import psycopg  # the fleet extra, imported where a run needs it
 
 CONTAINERS = 100  # per store; the backlog and the live events are spread over them
 BACKLOG_PER_SECOND = 5_000  # backlog events per store for each second of ``cfg.seconds``
@@ -102,14 +105,19 @@ def percentile(values: Sequence[float], pct: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
-def skipped_note() -> str:
-    return "fleet skipped: no PostgreSQL server binaries (apt-get install postgresql)"
+def skipped_note() -> str | None:
+    """Why the fleet rows cannot be measured here, or None when they can."""
+    if missing("fleet"):
+        return f"fleet skipped: needs the fleet extra: {install_hint('fleet')}"
+    if find_bindir() is None:
+        return "fleet skipped: no PostgreSQL server binaries (apt-get install postgresql)"
+    return None
 
 
 def count_fleet_steps(cfg: BenchConfig) -> int:
     """Progress steps of ``fleet_measures``: the stores built, then one per repeat."""
     runs = cfg.fleet_repeats or cfg.repeats
-    return 1 + runs if cfg.fleet_stores and find_bindir() is not None else 0
+    return 1 + runs if cfg.fleet_stores and skipped_note() is None else 0
 
 
 def fleet_measures(
@@ -118,8 +126,8 @@ def fleet_measures(
     """The fleet rows, or a note saying why there are none."""
     if not cfg.fleet_stores:
         return []
-    if find_bindir() is None:
-        note(skipped_note())
+    if (why := skipped_note()) is not None:
+        note(why)
         return []
     fleet = FleetConfig.of(cfg)
     with throwaway_server(fsync=True) as server, scratch(work / "fleet") as directory:
@@ -161,6 +169,8 @@ def no_baseline(
 
 
 def server_version(server: PgServer) -> str:
+    import psycopg
+
     with psycopg.connect(server.dsn()) as conn:
         row = conn.execute("show server_version").fetchone()
     return str(row[0]) if row else "unknown"
@@ -206,6 +216,8 @@ def one_run(
     fleet: FleetConfig, dsn: str, directory: Path, stores: Sequence[evstore.Store],
     entries: Sequence[list[CEntry]],
 ) -> FleetRun:
+    import psycopg
+
     nodes = [f"node-{i}" for i in range(len(stores))]
     with psycopg.connect(dsn, autocommit=True) as conn, shippers(fleet, dsn, directory, nodes):
         backlog = sum(store.last_position for store in stores)
@@ -253,7 +265,7 @@ def shippers(fleet: FleetConfig, dsn: str, directory: Path, nodes: Sequence[str]
                 child.send_signal(signal.SIGTERM)
             failed = [child.args for child, _log in children if child.wait(60) != 0]
         if failed:
-            raise RuntimeError(f"a shipper did not stop cleanly; see {directory}/*.log")
+            raise BenchError(f"a shipper did not stop cleanly; see {directory}/*.log")
 
 
 def time_ingest(conn: psycopg.Connection[Any], total: int) -> float:
@@ -268,7 +280,7 @@ def time_ingest(conn: psycopg.Connection[Any], total: int) -> float:
         if shipped >= total and first_at is not None and first_count is not None:
             return (total - first_count) / (now - first_at) if now > first_at else math.inf
         if time.monotonic() > deadline:
-            raise RuntimeError(f"fleet: only {shipped:,} of {total:,} events shipped")
+            raise BenchError(f"fleet: only {shipped:,} of {total:,} events shipped")
         time.sleep(POLL)
 
 
@@ -319,7 +331,7 @@ def watch_lag(
         if not writing and not behind:
             return lags
         if time.monotonic() > deadline:
-            raise RuntimeError("fleet: the shippers did not catch up with the writers")
+            raise BenchError("fleet: the shippers did not catch up with the writers")
         time.sleep(POLL)
 
 

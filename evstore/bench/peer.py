@@ -1,6 +1,6 @@
 """The peer: the ``eventsourcing`` library (SQLite persistence) doing the same durable updates.
 
-Optional (``pip install -e '.[peer]'``), so that users see where a general event-sourcing
+Optional (the ``peer`` extra), so that users see where a general event-sourcing
 framework lands next to evstore and the file checkpoint. One ``Container`` aggregate per
 container holds the same status as plain data; an update loads it from the application's
 repository, bumps its pid (one event) and saves it: one committed SQLite transaction.
@@ -25,6 +25,7 @@ from typing import Any
 import msgspec
 
 from evstore import ContainerStatus
+from evstore._extras import install_hint
 
 from .runner import (
     BenchConfig,
@@ -43,7 +44,6 @@ from .runner import (
 
 LABEL = "eventsourcing (SQLite)"
 MODULE = "eventsourcing"
-INSTALL = "pip install -e '.[peer]'"
 _SAVE_BATCH = 100  # aggregates saved per transaction when building (not timed)
 _SYNCHRONOUS = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
 
@@ -54,7 +54,7 @@ def available() -> bool:
 
 
 def skipped_note() -> str:
-    return f"peer skipped: {INSTALL}"
+    return f"peer skipped: {install_hint('peer')}"
 
 
 def count_peer_steps(cfg: BenchConfig) -> int:

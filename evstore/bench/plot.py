@@ -2,8 +2,8 @@
 
 (a) update_sync throughput against concurrency (writers, threads or async tasks), (b) reopen
 time against container count. It reads the JSON form of a result (``BenchResult.to_dict``),
-so a saved ``--json`` file plots the same as a fresh run. matplotlib is an optional extra
-(``pip install -e '.[plot]'``), imported only here and only when plotting.
+so a saved ``--json`` file plots the same as a fresh run. matplotlib comes with the ``plot``
+extra and is imported only here and only when plotting.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from evstore._extras import install_hint
+
 MODULE = "matplotlib"
-INSTALL = "pip install -e '.[plot]'"
 
 Series = tuple[str, list[tuple[int, float]], str]  # label, (x, y) points, line style
 
@@ -37,7 +38,7 @@ REOPEN_LINES = (
 def missing() -> str | None:
     """Why ``--plot`` cannot work here (matplotlib is not installed), or None."""
     if importlib.util.find_spec(MODULE) is None:
-        return f"--plot needs matplotlib, which is not installed: {INSTALL}"
+        return f"--plot needs matplotlib, which is not installed: {install_hint('plot')}"
     return None
 
 

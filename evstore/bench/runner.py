@@ -36,6 +36,7 @@ from evstore import (
     LinuxContainerResources,
 )
 from evstore.entries import Entry
+from evstore.errors import BenchError, InvalidInputError
 
 from .baseline import FileCheckpoint, write_status_file
 
@@ -87,13 +88,15 @@ class BenchConfig:
 
     def check(self) -> None:
         if self.seconds <= 0 or self.repeats < 1 or self.pool < 1 or self.events < 2:
-            raise ValueError("seconds, repeats, pool must be positive and events at least 2")
+            raise InvalidInputError("seconds, repeats, pool must be positive and events at least 2")
         counts = (
             *self.threads, *self.tasks, self.get_writers, *self.reopen_sizes,
             *self.peer_threads, *self.peer_reopen_sizes,
         )
         if any(n < 1 for n in counts):
-            raise ValueError("thread, task and writer counts and reopen sizes must be positive")
+            raise InvalidInputError(
+                "thread, task and writer counts and reopen sizes must be positive"
+            )
 
 
 @dataclass
@@ -645,7 +648,7 @@ def _follow_child(child: subprocess.Popen[str], step: Steps) -> None:
     child.wait()
     error = child.stderr.read().strip().splitlines()
     why = error[-1] if error else f"exit status {child.returncode}"
-    raise RuntimeError(f"building the killed store failed: {why}")
+    raise BenchError(f"building the killed store failed: {why}")
 
 
 def time_baseline_load(fixture: ReopenFixture) -> tuple[float, bool]:
