@@ -147,11 +147,11 @@ def _same_access(new: Path, old: Path) -> None:
     try:
         if (want.st_uid, want.st_gid) != (have.st_uid, have.st_gid):
             os.chown(new, want.st_uid, want.st_gid)
-    except PermissionError:
+    except PermissionError as exc:
         raise StoreAccessError(
             f"{old}: compacting needs to give the new file its owner and group"
             f" ({want.st_uid}:{want.st_gid}); run it as that owner or as root"
-        ) from None
+        ) from exc
     os.chmod(new, stat.S_IMODE(want.st_mode))
 
 

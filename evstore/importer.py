@@ -78,7 +78,7 @@ def container_dirs(root: Path) -> list[Path]:
     try:
         dirs = sorted(entry for entry in where.iterdir() if entry.is_dir())
     except OSError as exc:
-        raise InvalidInputError(f"{root}: cannot list: {exc.strerror or exc}") from None
+        raise InvalidInputError(f"{root}: cannot list: {exc.strerror or exc}") from exc
     if not any(_has_status(d) for d in dirs):
         raise InvalidInputError(
             f"{root}: no containerd container status in it; give the CRI plugin's root"

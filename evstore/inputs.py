@@ -63,8 +63,8 @@ def entry_id(value: Any, most_bytes: int) -> str:
         raise InvalidInputError(f"id must be a non-empty string of <= {most_bytes} bytes")
     try:
         size = len(value.encode())
-    except UnicodeEncodeError:
-        raise InvalidInputError(f"id {value!r} is not valid UTF-8 text") from None
+    except UnicodeEncodeError as exc:
+        raise InvalidInputError(f"id {value!r} is not valid UTF-8 text") from exc
     if size > most_bytes:
         raise InvalidInputError(f"id must be a non-empty string of <= {most_bytes} bytes")
     bad = _CONTROL.search(value)

@@ -236,7 +236,7 @@ def _create(path: Path, modes: Modes) -> None:
         os.replace(scratch / _DATA_FILE, path / _DATA_FILE)
         fsync_path(path)
     except (lmdb.Error, OSError) as exc:  # a full disk, most likely
-        raise _write_error(exc, path) from None
+        raise _write_error(exc, path) from exc
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
