@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-import msgspec
 
 if TYPE_CHECKING:
     from evstore.cri import SyncReport
@@ -82,6 +81,8 @@ def _show(report: SyncReport, as_json: bool, *, every: bool) -> None:
     if not (every or report.recorded):
         return
     if as_json:
+        import msgspec
+
         sys.stdout.buffer.write(msgspec.json.encode(report) + b"\n")
         sys.stdout.buffer.flush()
     else:

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from ._extras import missing_extra
-from .errors import EvstoreError, InvalidInputError, InvalidTransitionError
+from .errors import InvalidInputError, InvalidTransitionError, RuntimeUnavailableError
 from .events import diff
 from .model import (
     ContainerConfig,
@@ -78,10 +78,6 @@ _CRI_CONTAINER_STATES = ("CONTAINER_CREATED", "CONTAINER_RUNNING", "CONTAINER_EX
                          "CONTAINER_UNKNOWN")
 _CRI_SANDBOX_READY = 0  # CRI's SANDBOX_READY (NOTREADY is 1); the store numbers them 1 and 2
 _NOT_FOUND, _UNIMPLEMENTED = "NOT_FOUND", "UNIMPLEMENTED"
-
-
-class RuntimeUnavailableError(EvstoreError):
-    """The runtime did not answer (socket gone, restarting, timeout): nothing was deleted."""
 
 
 class Runtime(msgspec.Struct, frozen=True):

@@ -475,7 +475,7 @@ class Entries(Generic[S, M]):
                 self._adding.discard(ident)
             raise
 
-    def holds(self, ident: str) -> bool:
+    def _holds(self, ident: str) -> bool:
         """Whether ``ident`` is live, being added, or has a history here."""
         return ident in self._known or ident in self._adding
 

@@ -93,3 +93,7 @@ class PostgresServerError(EvstoreError, RuntimeError):
 
 class BenchError(EvstoreError, RuntimeError):
     """A benchmark run could not measure what it set out to (a child or shipper failed)."""
+
+
+class RuntimeUnavailableError(EvstoreError):
+    """The runtime did not answer (socket gone, restarting, timeout): nothing was deleted."""

@@ -151,7 +151,7 @@ class Store:
         and sandboxes share one id space in containerd (and ``history`` is by id)."""
         other = Entity.SANDBOX if entity is Entity.CONTAINER else Entity.CONTAINER
         with self._eno_lock:
-            if self._collection(other).holds(id):
+            if self._collection(other)._holds(id):
                 raise AlreadyExistsError(
                     f"{id}: a {other.name.lower()} has this id (or had it: its history keeps"
                     " it); containers and sandboxes share one id space"
