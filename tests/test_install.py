@@ -43,7 +43,8 @@ def test_the_command_line_loads_only_click_until_a_command_runs() -> None:
     loaded = loaded_after("import evstore.cli")
     assert {m.split(".")[0] for m in loaded} & {"psycopg", "rich", "lmdb", "msgspec"} == set()
     assert sorted(m for m in loaded if m.startswith("evstore.")) == [
-        "evstore._extras", "evstore.cli", "evstore.cli_record", "evstore.errors", "evstore.states", "evstore.times",
+        "evstore._extras", "evstore.cli", "evstore.cli_record", "evstore.errors",
+        "evstore.states", "evstore.times",
     ]
 
 
