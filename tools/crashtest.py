@@ -119,11 +119,14 @@ class Totals:
     lost: list[str] = field(default_factory=list)
 
 
-def trial(path: Path, writers: int, rng: random.Random, totals: Totals) -> None:
-    expect = current_state(path)
+def trial(
+    path: Path, writers: int, rng: random.Random, totals: Totals, expect: dict[str, Expect]
+) -> dict[str, Expect]:
+    """One kill and its check; returns what the store holds now, the next trial's start."""
     run_writer(path, writers, rng, totals, expect)
-    check(path, expect, totals)
+    found = check(path, expect, totals)
     totals.trials += 1
+    return found
 
 
 def run_writer(
@@ -148,16 +151,6 @@ def run_writer(
         proc.stdout.close()
 
 
-def current_state(path: Path) -> dict[str, Expect]:
-    if not path.exists():
-        return {}
-    with evstore.open(path, readonly=True) as store:
-        return {
-            entry.id: Expect(live=True, pid=entry.status.get().pid)
-            for entry in store.containers.list()
-        }
-
-
 def read_line(words: list[str], expect: dict[str, Expect]) -> int:
     """Apply one line of the writer's output; return 1 for an acknowledgement."""
     if len(words) < 3:
@@ -173,7 +166,8 @@ def read_line(words: list[str], expect: dict[str, Expect]) -> int:
     return 1
 
 
-def check(path: Path, expect: dict[str, Expect], totals: Totals) -> None:
+def check(path: Path, expect: dict[str, Expect], totals: Totals) -> dict[str, Expect]:
+    """Count in ``totals`` what was lost; return the entries the store holds."""
     with evstore.open(path) as store:
         for ident, reason in store.load_report.unknown.items():
             totals.lost.append(f"{ident}: loaded UNKNOWN ({reason})")
@@ -183,6 +177,7 @@ def check(path: Path, expect: dict[str, Expect], totals: Totals) -> None:
             totals.lost.append(f"{ident}: expected {wanted}, found pid {live.get(ident)}")
     report = verify(path)
     totals.lost.extend(f"verify: {problem}" for problem in report.problems)
+    return {ident: Expect(live=True, pid=pid) for ident, pid in live.items()}
 
 
 @contextmanager
@@ -213,8 +208,12 @@ def main() -> int:
     started = time.monotonic()
     try:
         with progress(args.trials) as advance:
+            expect: dict[str, Expect] = {}
             for number in range(args.trials):
-                trial(base / f"store-{number // args.fresh_every}", args.writers, rng, totals)
+                if number % args.fresh_every == 0:
+                    expect = {}  # a new store
+                path = base / f"store-{number // args.fresh_every}"
+                expect = trial(path, args.writers, rng, totals, expect)
                 advance(f"acknowledged={totals.acknowledged} lost={len(totals.lost)}")
                 if totals.lost:
                     break

@@ -42,13 +42,14 @@ from types import TracebackType
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import crashtest  # noqa: E402
-from crashtest import Expect, Totals, check, current_state, progress, run_writer  # noqa: E402
-from powercut_fs import CONTROL, MODES, serve  # noqa: E402
+import crashtest
+from crashtest import Expect, Totals, check, progress, run_writer
+from powercut_fs import CONTROL, MODES, PAGE, serve
 
-from evstore.inputs import positive_int  # noqa: E402
+from evstore.inputs import positive_int
 
 CONTROL_IDS = 4
+__all__ = ["MODES", "PAGE", "Mount", "fuse_missing", "mounted"]
 FUSE_MISSING = "powercut needs root and /dev/fuse, with fusermount3 (Debian: fuse3)"
 
 
@@ -91,18 +92,29 @@ class Mount:
                  "--mode", self.mode, "--seed", str(self.seed)],
                 stdout=log, stderr=log,
             )
-        deadline = time.monotonic() + 20
-        while not mounted(self.point):
-            if self.server.poll() is not None or time.monotonic() > deadline:
-                self.__exit__(None, None, None)
-                raise SystemExit(f"powercut: the filesystem did not mount: {self.log_tail()}")
-            time.sleep(0.01)
+        try:
+            deadline = time.monotonic() + 20
+            while not mounted(self.point):
+                if self.server.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"powercut: the filesystem did not mount: {self.log_tail()}")
+                time.sleep(0.01)
+        except BaseException as exc:
+            self.server.kill()
+            self.__exit__(type(exc), exc, exc.__traceback__)
+            raise
         return self
 
     def cut(self) -> None:
         """Drop everything unsynced (the server refuses every call from now on)."""
         with open(self.point / CONTROL.lstrip("/"), "w") as control:
             control.write("cut")
+
+    def unmount(self) -> None:
+        for flags in (["-u"], ["-u"], ["-u"], ["-uz"]):  # -z once the mount stays busy
+            if not mounted(self.point):
+                return
+            subprocess.run(["fusermount3", *flags, str(self.point)], capture_output=True)
+            time.sleep(0.05)
 
     def log_tail(self) -> str:
         return self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
@@ -111,19 +123,19 @@ class Mount:
         self, kind: type[BaseException] | None, exc: BaseException | None,
         trace: TracebackType | None,
     ) -> None:
-        for flags in (["-u"], ["-u"], ["-u"], ["-uz"]):  # -z once the mount stays busy
-            if not mounted(self.point):
-                break
-            subprocess.run(["fusermount3", *flags, str(self.point)], capture_output=True)
-            time.sleep(0.05)
+        self.unmount()
         if self.server is not None:
             try:
                 self.server.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 self.server.kill()
                 self.server.wait()
-        if self.server is None or self.server.returncode != 0:
-            return  # the caller's exception, if any, says more than the log
+            self.unmount()  # a server that mounted late, or died mounted
+        if kind is not None:
+            return  # the caller's exception says more; the log stays for a look
+        failed = self.server is None or self.server.returncode != 0
+        if failed or "Traceback" in self.log.read_text(errors="replace"):
+            raise SystemExit(f"powercut: the filesystem failed: {self.log_tail()}")
         self.log.unlink(missing_ok=True)
 
 
@@ -177,6 +189,10 @@ def control_writer(root: Path, seed: int) -> None:
         print(f"ack sync c{ident} {versions[ident]}", flush=True)
 
 
+def control_found(root: Path) -> dict[str, Expect]:
+    return {f"c{n}": Expect(True, read_version(root / f"c{n}")) for n in range(CONTROL_IDS)}
+
+
 def control_check(root: Path, expect: dict[str, Expect], totals: Totals) -> None:
     for ident, wanted in expect.items():
         found = read_version(root / ident)
@@ -199,12 +215,15 @@ class Run:
     fresh_every: int
     totals: Totals
     seconds: float = 0.0
+    checked: int = 0  # acknowledgements checked after a cut (a trial stopped early: none)
 
     def trials(self, count: int, rng: random.Random, advance: object) -> None:
         started = time.monotonic()
-        for first in range(0, count, self.fresh_every):
-            self.group(min(self.fresh_every, count - first), first, rng, advance)
-        self.seconds = time.monotonic() - started
+        try:
+            for first in range(0, count, self.fresh_every):
+                self.group(min(self.fresh_every, count - first), first, rng, advance)
+        finally:
+            self.seconds = time.monotonic() - started
 
     def group(self, count: int, first: int, rng: random.Random, advance: object) -> None:
         """``count`` cuts on one backing directory: a store created on the mount, reused."""
@@ -214,22 +233,20 @@ class Run:
         for number in range(count + 1):
             with Mount(backing, self.point, self.mode, rng.randrange(1 << 30)) as mount:
                 if number:
-                    self.check(target, expect)
+                    expect = self.check(target, expect)
                     assert callable(advance)
                     advance(self.status())
                 if number == count:
                     break
-                expect = self.prepare(target)
+                self.prepare(target, expect)
                 run_writer(target, self.writers, rng, self.totals, expect, self.writer(target, rng))
                 mount.cut()
         shutil.rmtree(backing, ignore_errors=True)
 
-    def prepare(self, target: Path) -> dict[str, Expect]:
-        if self.scheme == "evstore":
-            return current_state(target)
-        if not target.exists():
+    def prepare(self, target: Path, expect: dict[str, Expect]) -> None:
+        if self.scheme == "containerd" and not expect:
             control_setup(target)
-        return {f"c{n}": Expect(True, read_version(target / f"c{n}")) for n in range(CONTROL_IDS)}
+            expect.update(control_found(target))
 
     def writer(self, target: Path, rng: random.Random) -> tuple[str, ...]:
         seed = str(rng.randrange(1 << 30))
@@ -237,20 +254,24 @@ class Run:
             return (crashtest.__file__, "--child", str(target), str(self.writers), seed)
         return (__file__, "control-writer", str(target), seed)
 
-    def check(self, target: Path, expect: dict[str, Expect]) -> None:
+    def check(self, target: Path, expect: dict[str, Expect]) -> dict[str, Expect]:
+        """Count what the cut lost; return what is there now."""
         if self.scheme == "evstore":
-            check(target, expect, self.totals)
+            found = check(target, expect, self.totals)
         else:
             control_check(target, expect, self.totals)
+            found = control_found(target)
         self.totals.trials += 1
+        self.checked = self.totals.acknowledged
+        return found
 
     def status(self) -> str:
-        return (f"{self.scheme} {self.mode} acknowledged={self.totals.acknowledged}"
+        return (f"{self.scheme} {self.mode} acknowledged={self.checked}"
                 f" lost={len(self.totals.lost)}")
 
     def summary(self) -> str:
         return (f"powercut: scheme={self.scheme} mode={self.mode} trials={self.totals.trials}"
-                f" acknowledged={self.totals.acknowledged} lost={len(self.totals.lost)}"
+                f" acknowledged={self.checked} lost={len(self.totals.lost)}"
                 f" seconds={self.seconds:.1f}")
 
 
@@ -265,9 +286,8 @@ def table(runs: list[Run]) -> list[str]:
         cells = [mode]
         for scheme in ("evstore", "containerd"):
             found = [run for run in runs if run.mode == mode and run.scheme == scheme]
-            totals = found[0].totals if found else None
-            cells += ([f"{totals.trials:,}", f"{totals.acknowledged:,}", f"{len(totals.lost):,}"]
-                      if totals else ["-", "-", "-"])
+            cells += ([f"{found[0].totals.trials:,}", f"{found[0].checked:,}",
+                       f"{len(found[0].totals.lost):,}"] if found else ["-", "-", "-"])
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -305,11 +325,16 @@ def main() -> int:
         if count > 0
     ]
     counts = {"evstore": args.trials, "containerd": args.control_trials}
+    done: list[Run] = []
     try:
         with progress(sum(counts[run.scheme] for run in runs)) as advance:
             for run in runs:
+                done.append(run)
                 run.trials(counts[run.scheme], rng, advance)
                 print(run.summary(), flush=True)
+    except Stopped as stop:  # report what was done; a trial cut short counts for nothing
+        print(done[-1].summary(), f"(stopped early: {stop})", flush=True)
+        runs = done
     finally:
         shutil.rmtree(base, ignore_errors=True)
     for run in runs:
@@ -318,14 +343,18 @@ def main() -> int:
     print("\n".join(table(runs)))
     evstore_lost = any(run.totals.lost for run in runs if run.scheme == "evstore")
     control_blind = any(
-        run.scheme == "containerd" and run.mode == "strict" and run.totals.acknowledged
+        run.scheme == "containerd" and run.mode == "strict" and run.checked
         and not run.totals.lost for run in runs
     )
     return 1 if evstore_lost or control_blind else 0
 
 
+class Stopped(Exception):
+    """SIGTERM or SIGINT: unmount on the way out and report the trials done so far."""
+
+
 def _terminate(signum: int, frame: object) -> None:
-    raise SystemExit(f"powercut: stopped by signal {signum}")  # unmounts on the way out
+    raise Stopped(f"signal {signum}")
 
 
 if __name__ == "__main__":
@@ -342,4 +371,5 @@ if __name__ == "__main__":
         control_writer(Path(sys.argv[2]), int(sys.argv[3]))
     else:
         signal.signal(signal.SIGTERM, _terminate)
+        signal.signal(signal.SIGINT, _terminate)
         sys.exit(main())

@@ -176,10 +176,12 @@ class PowerCutFS(mfusepy.Operations):
         node.truncated_to_zero = False
 
     def _commit_names(self, *dirs: Node) -> None:
-        for node in dirs:
+        changed = [node for node in dirs if node.durable != node.entries]
+        for node in changed:
             assert node.entries is not None
             node.durable = dict(node.entries)
-        self._save_tree()
+        if changed:
+            self._save_tree()
 
     def _journal_commit(self) -> None:
         """ext4: one fsync commits every name change and truncation made so far."""
