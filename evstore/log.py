@@ -81,6 +81,8 @@ class Log:
             _detach(self._key)
             self._release_lock()
             raise
+        if fresh and not readonly:
+            _sync_directories(self.path)
         self._closed = False
         # a first-format store, which the writer marks as the second with its first commit
         self.first_format = magic == STORE_MAGIC_V1
@@ -210,6 +212,17 @@ def _page_size(head: bytes) -> int:
         if size in (4096, 8192, 16384, 32768, 65536):
             return size
     return 4096
+
+
+def _sync_directories(path: Path) -> None:
+    """Make a new store's names durable: its files in its directory, and the directory in
+    its parent (POSIX keeps a new name only once its directory is fsynced)."""
+    for directory in (path, path.parent):
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _take_writer_lock(path: Path) -> int:
