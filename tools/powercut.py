@@ -300,11 +300,17 @@ def modes(text: str) -> list[str]:
     return chosen
 
 
+def count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}")
+    return int(text)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--modes", type=modes, default=list(MODES), help="comma-separated")
-    parser.add_argument("--trials", type=positive_int, default=20, help="evstore cuts per mode")
-    parser.add_argument("--control-trials", type=int, default=10,
+    parser.add_argument("--trials", type=count, default=20, help="evstore cuts per mode (0: none)")
+    parser.add_argument("--control-trials", type=count, default=10,
                         help="containerd-scheme cuts per mode (0: none)")
     parser.add_argument("--writers", type=positive_int, default=4,
                         help="threads in the writer process")
