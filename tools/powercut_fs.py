@@ -139,7 +139,7 @@ class PowerCutFS(mfusepy.Operations):
 
     def _save_tree(self) -> None:
         """Write every directory's durable entries (atomically: the host does not crash)."""
-        tree = {"next": self.next_ino, "nodes": {}}
+        tree: dict[str, Any] = {"next": self.next_ino, "nodes": {}}
         for node in self.nodes.values():
             info: dict[str, Any] = {"mode": node.mode, "uid": node.uid, "gid": node.gid}
             if node.is_dir:
