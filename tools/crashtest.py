@@ -2,11 +2,12 @@
 """Crash test: run a store as a runtime would, SIGKILL it at a random moment, check the reopen.
 
 Each trial starts a writer process on the store. Its threads each own some ids and add,
-update_sync, update and delete them at random, printing every operation before it starts
-and once it is acknowledged. The harness kills the writer with SIGKILL after a random delay,
-reopens the store and checks that every acknowledged add, update_sync and delete is there
-(an operation in flight at the kill may or may not be), that no entry loads UNKNOWN, and
-that ``verify`` finds the store sound. Exit status 1 if anything was lost.
+update_sync, update (alone, or followed by ``flush``) and delete them at random, printing
+every operation before it starts and once it is acknowledged. The harness kills the writer
+with SIGKILL after a random delay, reopens the store and checks that every acknowledged add,
+update_sync, flushed update and delete is there (an operation in flight at the kill may or
+may not be), that no entry loads UNKNOWN, and that ``verify`` finds the store sound. Exit
+status 1 if anything was lost. On a terminal, a progress bar runs on stderr.
 
     python tools/crashtest.py --trials 500 --writers 8 --seed 1
 """
@@ -22,10 +23,14 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
+from rich.console import Console
+from rich.progress import Progress, TextColumn
 
 import evstore
 from evstore import ContainerMetadata, ContainerStatus
@@ -67,6 +72,12 @@ def writer(path: str, writers: int, seed: int) -> None:
                 say("ack del", ident)
             elif roll < 0.4:
                 entry.status.update(lambda s: msgspec.structs.replace(s, message=str(rng.random())))
+            elif roll < 0.48:
+                pid = entry.status.get().pid + 1
+                say("begin flush", ident, pid)
+                entry.status.update(lambda s, pid=pid: msgspec.structs.replace(s, pid=pid))
+                store.flush()
+                say("ack flush", ident, pid)
             else:
                 pid = entry.status.get().pid + 1
                 say("begin sync", ident, pid)
@@ -97,7 +108,7 @@ class Expect:
             return False
         op, value = self.pending
         return (op == "add" and live and pid == 0) or (op == "del" and not live) or (
-            op == "sync" and live and pid == value
+            op in ("sync", "flush") and live and pid == value
         )
 
 
@@ -108,12 +119,23 @@ class Totals:
     lost: list[str] = field(default_factory=list)
 
 
-def trial(path: Path, writers: int, rng: random.Random, totals: Totals) -> None:
-    expect = current_state(path)
-    proc = subprocess.Popen(
-        [sys.executable, __file__, "--child", str(path), str(writers), str(rng.randrange(1 << 30))],
-        stdout=subprocess.PIPE, text=True,
-    )
+def trial(
+    path: Path, writers: int, rng: random.Random, totals: Totals, expect: dict[str, Expect]
+) -> dict[str, Expect]:
+    """One kill and its check; returns what the store holds now, the next trial's start."""
+    run_writer(path, writers, rng, totals, expect)
+    found = check(path, expect, totals)
+    totals.trials += 1
+    return found
+
+
+def run_writer(
+    path: Path, writers: int, rng: random.Random, totals: Totals, expect: dict[str, Expect],
+    args: tuple[str, ...] | None = None,
+) -> None:
+    """Start a writer (this file's by default), SIGKILL it after a random delay, read its acks."""
+    command = args or (__file__, "--child", str(path), str(writers), str(rng.randrange(1 << 30)))
+    proc = subprocess.Popen([sys.executable, *command], stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     killer = threading.Timer(rng.uniform(0.05, 0.6), proc.send_signal, (signal.SIGKILL,))
     try:
@@ -127,18 +149,6 @@ def trial(path: Path, writers: int, rng: random.Random, totals: Totals) -> None:
         proc.wait()
         killer.cancel()
         proc.stdout.close()
-    check(path, expect, totals)
-    totals.trials += 1
-
-
-def current_state(path: Path) -> dict[str, Expect]:
-    if not path.exists():
-        return {}
-    with evstore.open(path, readonly=True) as store:
-        return {
-            entry.id: Expect(live=True, pid=entry.status.get().pid)
-            for entry in store.containers.list()
-        }
 
 
 def read_line(words: list[str], expect: dict[str, Expect]) -> int:
@@ -156,7 +166,8 @@ def read_line(words: list[str], expect: dict[str, Expect]) -> int:
     return 1
 
 
-def check(path: Path, expect: dict[str, Expect], totals: Totals) -> None:
+def check(path: Path, expect: dict[str, Expect], totals: Totals) -> dict[str, Expect]:
+    """Count in ``totals`` what was lost; return the entries the store holds."""
     with evstore.open(path) as store:
         for ident, reason in store.load_report.unknown.items():
             totals.lost.append(f"{ident}: loaded UNKNOWN ({reason})")
@@ -166,6 +177,19 @@ def check(path: Path, expect: dict[str, Expect], totals: Totals) -> None:
             totals.lost.append(f"{ident}: expected {wanted}, found pid {live.get(ident)}")
     report = verify(path)
     totals.lost.extend(f"verify: {problem}" for problem in report.problems)
+    return {ident: Expect(live=True, pid=pid) for ident, pid in live.items()}
+
+
+@contextmanager
+def progress(total: int) -> Iterator[Callable[[str], None]]:
+    """A bar on stderr while trials run, only on a terminal; yields ``advance(status)``."""
+    if not sys.stderr.isatty():
+        yield lambda status: None
+        return
+    columns = (*Progress.get_default_columns(), TextColumn("{task.fields[status]}"))
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("trials", total=total, status="")
+        yield lambda status: bar.update(task, advance=1, status=status)
 
 
 def main() -> int:
@@ -183,10 +207,16 @@ def main() -> int:
     totals = Totals()
     started = time.monotonic()
     try:
-        for number in range(args.trials):
-            trial(base / f"store-{number // args.fresh_every}", args.writers, rng, totals)
-            if totals.lost:
-                break
+        with progress(args.trials) as advance:
+            expect: dict[str, Expect] = {}
+            for number in range(args.trials):
+                if number % args.fresh_every == 0:
+                    expect = {}  # a new store
+                path = base / f"store-{number // args.fresh_every}"
+                expect = trial(path, args.writers, rng, totals, expect)
+                advance(f"acknowledged={totals.acknowledged} lost={len(totals.lost)}")
+                if totals.lost:
+                    break
     finally:
         shutil.rmtree(base, ignore_errors=True)
     for problem in totals.lost[:20]:
