@@ -210,6 +210,10 @@ def show_result(console: Console, result: BenchResult) -> None:
     growth = growth_table(result)
     if growth is not None:
         console.print(growth)
+    from evstore.bench.report import extra_tables  # latency, floors, targets
+
+    for table in extra_tables(result):
+        console.print(table)
     console.print(_footer(result))
     for note in result.notes:
         console.print(note, markup=False, highlight=False)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -115,6 +116,8 @@ class Committer:
         self._told_later: Batch | None = None  # committed, its callers not yet woken
         self.commits = 0
         self.events = 0
+        # (seconds, events) of recent commits, kept only when asked (``record_commits``)
+        self.commit_samples: deque[tuple[float, int]] | None = None
         self._thread = threading.Thread(target=self._run, name="evstore-writer", daemon=True)
         self._thread.start()
 
@@ -129,6 +132,13 @@ class Committer:
 
     def remove_listener(self, listener: Listener) -> None:
         self._listeners.remove(listener)
+
+    def record_commits(self, limit: int = 100_000) -> deque[tuple[float, int]]:
+        """From now on keep the duration (put to fsync) and event count of the last
+        ``limit`` commits: what a benchmark reads beside its callers' latency. Off by
+        default; on, it costs a commit two clock reads and an append."""
+        self.commit_samples = deque(maxlen=limit)
+        return self.commit_samples
 
     def submit(self, item: Write | None) -> Batch:
         """Queue a write (None: a barrier) for the writer thread; return its batch at once."""
@@ -261,7 +271,11 @@ class Committer:
             return
         first = self._last_pos + 1
         plan = self._policy.plan(items, first)
+        samples = self.commit_samples
+        started = time.perf_counter() if samples is not None else 0.0
         error = self._write_plan(items, plan)
+        if samples is not None:
+            samples.append((time.perf_counter() - started, len(items)))
         self._tell()  # had the write failed before its records were put
         if error is not None:
             self._retry = [item for item in items if not item.sync]
