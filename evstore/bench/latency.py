@@ -40,6 +40,7 @@ def commit_summary(samples: Iterable[tuple[float, int]]) -> dict[str, float]:
         "median_seconds": statistics.median(s for s, _ in taken),
         "median_batch": statistics.median(n for _, n in taken),
         "commits": float(len(taken)),
+        "p99_seconds": percentile(sorted(s for s, _ in taken), 99.0),
         "events": float(sum(n for _, n in taken)),
     }
 

@@ -155,17 +155,16 @@ def _measure(
     script = [sys.executable, str(SCRIPT), str(files)]
     base: list[float] = []
     times: dict[str, list[float]] = {name: [] for name in COMMANDS}
-    lines: dict[str, int] = {}
+    out: dict[str, str] = {}
     for _ in range(cfg.repeats):
-        seconds, out = timed(script, env)
+        seconds, out["script"] = timed(script, env)
         base.append(seconds)
-        lines["script"] = len(out.splitlines())
         step("operator: the file-reading script")
         for name in COMMANDS:
-            seconds, out = timed(argv[name], env)
+            seconds, out[name] = timed(argv[name], env)
             times[name].append(seconds)
-            lines[name] = len(out.splitlines())
             step(f"operator: evstore {name}")
+    lines = {name: len(text.splitlines()) for name, text in out.items()}
     shown = {"ls": "ls", "pods": "pods", "history": "history ID"}
     return [
         make_measure(
@@ -174,7 +173,9 @@ def _measure(
             "s", times[name], base,
             {"argv": _shown_argv(argv[name]), "script": _shown_argv(script),
              "output_lines": lines[name], "script_output_lines": lines["script"],
-             "script_median": statistics.median(base)},
+             "script_median": statistics.median(base),
+             # the script prints the table ls prints, for the same containers
+             "script_same_as_ls": out["script"] == out["ls"]},
         )
         for name in COMMANDS
     ]

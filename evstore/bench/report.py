@@ -43,10 +43,13 @@ def latency_table(measures: list[Measure]) -> Table | None:
             rows.append((f"baseline, {_label(m)}", figures))
     if not rows:
         return None
-    table = Table(title="update_sync latency per update (median of runs)")
-    for name in ("", "p50", "p99", "p99.9", "median commit", "events / commit",
-                 "p99 / commit"):
-        table.add_column(name, justify="left" if not name else "right")
+    table = Table(
+        title="update_sync latency per update; the median commit (put and fsync) and its"
+        " events in the same runs (median of runs)"
+    )
+    table.add_column("", no_wrap=True)
+    for name in ("p50", "p99", "p99.9", "commit", "batch", "p99 / commit"):
+        table.add_column(name, justify="right")
     for label, figures in rows:
         latency, commits = figures["latency"], figures.get("commits", {})
         ratio = figures.get("p99_over_commit")
