@@ -106,6 +106,7 @@ class Committer:
         self._space = threading.Condition(self._lock)
         self._queue: deque[Batch] = deque()
         self._pending = 0
+        self._tickets = self._served = 0  # callers that waited for room, and those let in
         self._retry: list[Write] = []
         self._async_error: EvstoreError | None = None
         self._closing = False
@@ -186,16 +187,27 @@ class Committer:
         if item is None:
             self._queue.append(Batch())  # a barrier: behind everything queued so far
             return self._queue[-1]
-        while self._pending >= self._max_pending:
-            self._space.wait()  # backpressure: a flood waits instead of piling up
-            if self._closing:
-                raise StoreClosedError("store is closed")
+        if self._pending >= self._max_pending or self._served != self._tickets:
+            self._wait_for_room()  # backpressure: a flood waits instead of piling up
         if not self._queue or len(self._queue[-1].items) >= self._max_batch:
             self._queue.append(Batch())
         batch = self._queue[-1]
         batch.items.append(item)
         self._pending += 1
         return batch
+
+    def _wait_for_room(self) -> None:
+        """Wait for room in the queue in arrival order. A caller woken for room must not
+        find it taken by a newcomer that got the lock first: a flood of ``update`` calls
+        kept a durable caller out for several commits so (and in principle for ever)."""
+        ticket = self._tickets
+        self._tickets += 1
+        while self._pending >= self._max_pending or ticket != self._served:
+            self._space.wait()
+            if self._closing:
+                raise StoreClosedError("store is closed")
+        self._served += 1
+        self._space.notify_all()  # the next in line may fit too
 
     def _take(self) -> Batch:
         batch = self._queue.popleft()
