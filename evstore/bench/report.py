@@ -22,7 +22,11 @@ def extra_tables(result: BenchResult) -> list[Table]:
 
 
 def _ms(seconds: float | None) -> str:
-    return "" if seconds is None else f"{seconds * 1e3:,.2f} ms"
+    """Milliseconds in at most five characters or so: 0.52, 8.04, 26.6, 262."""
+    if seconds is None:
+        return ""
+    ms = seconds * 1e3
+    return f"{ms:,.0f}" if ms >= 100 else f"{ms:.1f}" if ms >= 10 else f"{ms:.2f}"
 
 
 def _label(m: Measure) -> str:
@@ -36,7 +40,7 @@ def latency_table(measures: list[Measure]) -> Table | None:
     for m in measures:
         figures = m.detail.get("latency", {})
         if figures.get("latency"):
-            rows.append((f"evstore, {_label(m)}", figures))
+            rows.append((_label(m), figures))
     for m in measures:
         figures = m.detail.get("baseline_latency", {})
         if figures.get("latency"):
@@ -44,12 +48,12 @@ def latency_table(measures: list[Measure]) -> Table | None:
     if not rows:
         return None
     table = Table(
-        title="update_sync latency per update; the median commit (put and fsync) and its"
-        " events in the same runs (median of runs)"
+        title="update_sync latency per update, ms; the median commit (put and fsync) and"
+        " its events in the same runs (median of runs)"
     )
-    table.add_column("", no_wrap=True)
-    for name in ("p50", "p99", "p99.9", "commit", "batch", "p99 / commit"):
-        table.add_column(name, justify="right")
+    table.add_column("evstore", no_wrap=True)
+    for name in ("p50", "p99", "p99.9", "commit", "batch", "p99/commit"):
+        table.add_column(name, justify="right", no_wrap=True)
     for label, figures in rows:
         latency, commits = figures["latency"], figures.get("commits", {})
         ratio = figures.get("p99_over_commit")
