@@ -472,7 +472,7 @@ def _fake_result() -> BenchResult:
     env = {"filesystem": "ext4", "directory": "/tmp/x/y", "cpus": 2, "python": "3.11"}
     return BenchResult(
         {"repeats": 1, "seconds": 0.1, "events": 50}, env, measures, 1.0,
-        ["peer skipped: nothing"], runner.reopen_growth(measures),
+        ["peer skipped: nothing"], runner.reopen_growth(measures), targets.checks(measures),
     )
 
 
