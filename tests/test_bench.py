@@ -250,6 +250,7 @@ def test_operator_commands_against_the_script(tmp_path: Path) -> None:
     assert history["output_lines"] == 2 + 10  # title, header, ten events
     assert ls["argv"][-1] == "ls" and history["argv"][-1] == runner.container_id(0)
     assert ls["script_same_as_ls"] is True
+    assert 0 < ls["python_start_median"] == pods["python_start_median"]
     assert list(tmp_path.iterdir()) == []
 
 

@@ -155,8 +155,10 @@ def _measure(
     script = [sys.executable, str(SCRIPT), str(files)]
     base: list[float] = []
     times: dict[str, list[float]] = {name: [] for name in COMMANDS}
+    start: list[float] = []  # the interpreter alone, what every one of them pays first
     out: dict[str, str] = {}
     for _ in range(cfg.repeats):
+        start.append(timed([sys.executable, "-c", "pass"], env)[0])
         seconds, out["script"] = timed(script, env)
         base.append(seconds)
         step("operator: the file-reading script")
@@ -174,6 +176,7 @@ def _measure(
             {"argv": _shown_argv(argv[name]), "script": _shown_argv(script),
              "output_lines": lines[name], "script_output_lines": lines["script"],
              "script_median": statistics.median(base),
+             "python_start_median": statistics.median(start),
              # the script prints the table ls prints, for the same containers
              "script_same_as_ls": out["script"] == out["ls"]},
         )
