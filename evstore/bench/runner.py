@@ -562,7 +562,8 @@ def measure_update_sync(
         ev.append(evstore_sync_run(cfg, work / "evstore-rate", writers))
         step(f"evstore update_sync, {label}")
         if cfg.floors:
-            free.append(free_rate(lambda: evstore_rate(cfg, work / "free", writers, sync=True)))
+            # the same harness as the run above (latencies kept too), the writer free
+            free.append(free_rate(lambda: evstore_sync_run(cfg, work / "free", writers)[0]))
             step(f"floor: update_sync, {label}, free writer")
     measure = make_measure(
         f"update_sync_{writers}", f"update_sync/s, {label}", "ops/s",
