@@ -561,6 +561,9 @@ def test_plot_draws_latency_percentiles(tmp_path: Path) -> None:
         ("evstore, 64 writers", [2.0, 4.0, 4.0, 4.0]),
         ("baseline, 64 writers", [10.0, 10.0, 10.0, 10.0]),
     ]
+    assert bench_plot.floor_series(data["measures"]) == [
+        ("floor: free writer, threads", [(64, 1_800.0)], "o:")
+    ]
     png = tmp_path / "plot.png"
     bench_plot.write_plot(data, png)
     assert png.read_bytes().startswith(PNG)

@@ -60,6 +60,30 @@ def series(
     return found
 
 
+# (measure name pattern, floor kind, label, style) of each floor line in panel (a)
+FLOOR_LINES = (
+    (r"update_sync_(\d+)", "free writer", "floor: free writer, threads", "o:"),
+    (r"update_sync_async_(\d+)", "free writer", "floor: free writer, async tasks", "s:"),
+)
+
+
+def floor_series(measures: Iterable[dict[str, Any]]) -> list[Series]:
+    """The free-writer floors measured beside the throughputs, as lines by concurrency."""
+    found: list[Series] = []
+    measures = list(measures)
+    for pattern, kind, label, style in FLOOR_LINES:
+        points = sorted(
+            (int(match.group(1)), floor["rate"])
+            for m in measures
+            if (match := re.fullmatch(pattern, m["name"]))
+            for floor in m.get("detail", {}).get("floors", [])
+            if floor["kind"] == kind
+        )
+        if points:
+            found.append((label, points, style))
+    return found
+
+
 LATENCY_POINTS = ("p50", "p90", "p99", "p99.9")
 
 
@@ -86,7 +110,7 @@ def write_plot(result: dict[str, Any], path: Path) -> None:
     FigureCanvasAgg(figure)  # the Agg canvas: no display, no global pyplot state
     rates, reopen, latency = figure.subplots(1, 3)
     measures = result["measures"]
-    throughput = series(measures, THROUGHPUT_LINES)
+    throughput = series(measures, THROUGHPUT_LINES) + floor_series(measures)
     _draw(rates, throughput, "writers / threads / async tasks", "updates/s")
     rates.set_title("(a) durable update throughput against concurrency")
     rates.set_ylim(bottom=0)
