@@ -537,8 +537,8 @@ def with_floors(
 
 def _floor(kind: str, rates: list[float], rate: float, what: str) -> dict[str, Any]:
     floor = statistics.median(rates)
-    return {"kind": kind, "rate": floor, "samples": rates, "fraction": rate / floor,
-            "what": what}
+    fraction = rate / floor if floor else float("nan")  # a floor run that did nothing
+    return {"kind": kind, "rate": floor, "samples": rates, "fraction": fraction, "what": what}
 
 
 def free_rate(sample: Callable[[], float]) -> float:
