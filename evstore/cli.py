@@ -150,7 +150,9 @@ def _check_json_target(
 
 
 @main.command()
-@click.option("--quick", is_flag=True, help="Short runs and 1,000 containers (under a minute).")
+@click.option(
+    "--quick", is_flag=True, help="Short runs, 1,000 and 10,000 containers (about two minutes)."
+)
 @click.option(
     "--json", "json_file", type=click.Path(dir_okay=False, path_type=Path),
     callback=_check_json_target, help="Also write the results as JSON to this file.",

@@ -79,7 +79,7 @@ class BenchConfig:
 
     @classmethod
     def quick(cls, **overrides: Any) -> BenchConfig:
-        """Under a minute on a 2-core machine."""
+        """About two minutes on a 2-core machine."""
         base = cls(
             seconds=1.0, repeats=3, reopen_sizes=(1_000, 10_000), peer_threads=(),
             peer_reopen_sizes=(), fleet_stores=8, fleet_repeats=1,
