@@ -23,157 +23,31 @@
 
 Each is a floor for the matching measure in the harness; the harness's ratio targets need
 the sum of the floors (and the writer's share) to fit under the baseline's time per update.
+The free writer and the hand-off are also measured by ``evstore bench`` itself, beside
+each throughput in the same run (``evstore.bench.floors`` holds all of them).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import tempfile
-import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import lmdb
-
-import evstore
 from evstore.bench import runner
-from evstore.commit import Batch, Committer
-
-TASKS = 1_000
-
-
-class _Handoff:
-    """A writer thread that takes whatever was queued, 'syncs', and wakes the batch."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, sync_seconds: float) -> None:
-        self.loop = loop
-        self.cond = threading.Condition()
-        self.queue: list[int] = []
-        self.event: asyncio.Event | None = None
-        self.sync_seconds = sync_seconds
-        self.batches = 0
-        threading.Thread(target=self._run, daemon=True).start()
-
-    def submit(self, item: int) -> asyncio.Event:
-        with self.cond:
-            self.queue.append(item)
-            if self.event is None:
-                self.event = asyncio.Event()
-            self.cond.notify()
-            return self.event
-
-    def _run(self) -> None:
-        while True:
-            with self.cond:
-                while not self.queue:
-                    self.cond.wait()
-                self.queue = []
-                event, self.event = self.event, None
-            time.sleep(self.sync_seconds)
-            self.batches += 1
-            assert event is not None
-            self.loop.call_soon_threadsafe(event.set)
+from evstore.bench.floors import (
+    TASKS,
+    asyncio_floor,
+    free_writer,
+    lmdb_commits,
+    thread_handoff,
+    update_cpu,
+)
 
 
-async def _asyncio_floor(seconds: float) -> tuple[float, float]:
-    handoff = _Handoff(asyncio.get_running_loop(), 0.0005)
-    counts = [0] * TASKS
-
-    async def task(i: int, deadline: float) -> None:
-        n = 0
-        while time.perf_counter() < deadline:
-            await handoff.submit(n).wait()
-            n += 1
-        counts[i] = n
-
-    t0, cpu0 = time.perf_counter(), time.thread_time()
-    await asyncio.gather(*(task(i, t0 + seconds) for i in range(TASKS)))
-    done = sum(counts)
-    return done / (time.perf_counter() - t0), (time.thread_time() - cpu0) / done * 1e6
-
-
-def update_cpu(work: Path, containers: int, rounds: int = 7, n: int = 50_000) -> float:
-    """Least thread CPU per ``status.update`` over ``rounds``, the queue a no-op (µs)."""
-    with evstore.open(work / f"update-{containers}") as store:
-        entries = runner._add_running(store, containers)
-        committer: Any = store.committer
-        sink = Batch()
-        real = committer.submit
-        committer.submit = lambda write: sink
-        best = float("inf")
-        try:
-            for _ in range(rounds):
-                t0 = time.thread_time()
-                for i in range(n):
-                    entries[i % containers].status.update(runner.bump_pid)
-                best = min(best, (time.thread_time() - t0) / n * 1e6)
-                sink.items.clear()
-        finally:
-            committer.submit = real
-    return best
-
-
-def lmdb_commits(work: Path, seconds: float) -> float:
-    """Synced LMDB commits/s, each putting one log record."""
-    env = lmdb.open(str(work / "lmdb"), map_size=1 << 30, max_dbs=2, sync=True, metasync=True)
-    try:
-        events = env.open_db(b"events")
-        payload = b"\x95\x01\x01\x03\x81\xa3pid\xcd\x03\xe9\xc0" + bytes(8)
-        n, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < seconds:
-            n += 1
-            txn = env.begin(write=True)
-            txn.put(n.to_bytes(16, "big"), payload, db=events, append=True)
-            txn.commit()
-        return n / (time.perf_counter() - t0)
-    finally:
-        env.close()
-
-
-def thread_handoff(n: int) -> float:
-    """µs per hand-off between two threads that wake each other in turn (lock ping-pong)."""
-    mine, theirs = threading.Lock(), threading.Lock()
-    mine.acquire()
-    theirs.acquire()
-
-    def other() -> None:
-        for _ in range(n):
-            mine.acquire()
-            theirs.release()
-
-    thread = threading.Thread(target=other)
-    thread.start()
-    t0 = time.perf_counter()
-    for _ in range(n):
-        mine.release()
-        theirs.acquire()
-    elapsed = time.perf_counter() - t0
-    thread.join()
-    return elapsed / (2 * n) * 1e6
-
-
-@contextlib.contextmanager
-def _free_writer() -> Iterator[None]:
-    """Every commit ends at once, writing nothing."""
-    real = Committer._commit
-
-    def commit_nothing(self: Committer, batch: Batch, *, defer: bool = False) -> None:
-        batch.finish(None)
-
-    Committer._commit = commit_nothing  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        Committer._commit = real  # type: ignore[method-assign]
-
-
-def free_writer(cfg: runner.BenchConfig, work: Path) -> tuple[float, float, float]:
+def free_rates(cfg: runner.BenchConfig, work: Path) -> tuple[float, float, float]:
     """updates/s of `update` (1 writer), 1,000 async tasks and 64 threads, writing nothing."""
-    with _free_writer():
+    with free_writer():
         return (
             runner.evstore_rate(cfg, work / "free-update", 1, sync=False),
             runner.evstore_async_rate(cfg, work / "free-async", TASKS),
@@ -198,10 +72,10 @@ def main() -> None:
         args.seconds = 0.3
     rounds, n = (1, 2_000) if args.quick else (7, 50_000)
     cfg = runner.BenchConfig(seconds=args.seconds, repeats=1)
-    handoff = thread_handoff(n // 2)  # first, while no thread of ours keeps a core awake
+    handoff = thread_handoff(n // 2) * 1e6  # first, while no thread of ours keeps a core awake
     with tempfile.TemporaryDirectory(dir=runner.default_parent()) as tmp:
         work = Path(tmp)
-        rate, loop_us = asyncio.run(_asyncio_floor(args.seconds))
+        rate, loop_us = asyncio.run(asyncio_floor(args.seconds))
         print(f"asyncio floor, {TASKS:,} tasks, one Event per batch: {rate:,.0f} updates/s, "
               f"{loop_us:.1f} us of event-loop CPU per update")
         for containers in (64, 1_000):
@@ -211,7 +85,7 @@ def main() -> None:
         base = runner.baseline_rate(cfg, work / "baseline", 1)
         print(f"one writer: raw LMDB {raw:,.0f} synced commits/s, baseline {base:,.0f}/s: "
               f"{raw / base:.2f}x at best")
-        update, tasks, threads = free_writer(cfg, work)
+        update, tasks, threads = free_rates(cfg, work)
         base64 = runner.baseline_rate(cfg, work / "baseline64", 64)
         print(f"free writer (commits write nothing): update {update:,.0f}/s = "
               f"{update / base:.1f}x, {TASKS:,} async tasks {tasks:,.0f}/s = {tasks / base:.1f}x"

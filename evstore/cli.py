@@ -152,7 +152,9 @@ def _check_json_target(
 
 
 @main.command()
-@click.option("--quick", is_flag=True, help="Short runs and 1,000 containers (under a minute).")
+@click.option(
+    "--quick", is_flag=True, help="Short runs, 1,000 and 10,000 containers (about two minutes)."
+)
 @click.option(
     "--json", "json_file", type=click.Path(dir_okay=False, path_type=Path),
     callback=_check_json_target, help="Also write the results as JSON to this file.",
@@ -221,6 +223,10 @@ def show_result(console: Console, result: BenchResult) -> None:
     growth = growth_table(result)
     if growth is not None:
         console.print(growth)
+    from evstore.bench.report import extra_tables  # latency, floors, targets
+
+    for table in extra_tables(result):
+        console.print(table)
     console.print(_footer(result))
     for note in result.notes:
         console.print(note, markup=False, highlight=False)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -105,6 +106,7 @@ class Committer:
         self._space = threading.Condition(self._lock)
         self._queue: deque[Batch] = deque()
         self._pending = 0
+        self._tickets = self._served = 0  # callers that waited for room, and those let in
         self._retry: list[Write] = []
         self._async_error: EvstoreError | None = None
         self._closing = False
@@ -115,6 +117,8 @@ class Committer:
         self._told_later: Batch | None = None  # committed, its callers not yet woken
         self.commits = 0
         self.events = 0
+        # (seconds, events) of recent commits, kept only when asked (``record_commits``)
+        self.commit_samples: deque[tuple[float, int]] | None = None
         self._thread = threading.Thread(target=self._run, name="evstore-writer", daemon=True)
         self._thread.start()
 
@@ -129,6 +133,13 @@ class Committer:
 
     def remove_listener(self, listener: Listener) -> None:
         self._listeners.remove(listener)
+
+    def record_commits(self, limit: int = 100_000) -> deque[tuple[float, int]]:
+        """From now on keep the duration (put to fsync) and event count of the last
+        ``limit`` commits: what a benchmark reads beside its callers' latency. Off by
+        default; on, it costs a commit two clock reads and an append."""
+        self.commit_samples = deque(maxlen=limit)
+        return self.commit_samples
 
     def submit(self, item: Write | None) -> Batch:
         """Queue a write (None: a barrier) for the writer thread; return its batch at once."""
@@ -176,16 +187,27 @@ class Committer:
         if item is None:
             self._queue.append(Batch())  # a barrier: behind everything queued so far
             return self._queue[-1]
-        while self._pending >= self._max_pending:
-            self._space.wait()  # backpressure: a flood waits instead of piling up
-            if self._closing:
-                raise StoreClosedError("store is closed")
+        if self._pending >= self._max_pending or self._served != self._tickets:
+            self._wait_for_room()  # backpressure: a flood waits instead of piling up
         if not self._queue or len(self._queue[-1].items) >= self._max_batch:
             self._queue.append(Batch())
         batch = self._queue[-1]
         batch.items.append(item)
         self._pending += 1
         return batch
+
+    def _wait_for_room(self) -> None:
+        """Wait for room in the queue in arrival order. A caller woken for room must not
+        find it taken by a newcomer that got the lock first: a flood of ``update`` calls
+        kept a durable caller out for several commits so (and in principle for ever)."""
+        ticket = self._tickets
+        self._tickets += 1
+        while self._pending >= self._max_pending or ticket != self._served:
+            self._space.wait()
+            if self._closing:
+                raise StoreClosedError("store is closed")
+        self._served += 1
+        self._space.notify_all()  # the next in line may fit too
 
     def _take(self) -> Batch:
         batch = self._queue.popleft()
@@ -263,7 +285,11 @@ class Committer:
             return
         first = self._last_pos + 1
         plan = self._policy.plan(items, first)
+        samples = self.commit_samples
+        started = time.perf_counter() if samples is not None else 0.0
         error = self._write_plan(items, plan)
+        if samples is not None:
+            samples.append((time.perf_counter() - started, len(items)))
         self._tell()  # had the write failed before its records were put
         if error is not None:
             self._retry = [item for item in items if not item.sync]

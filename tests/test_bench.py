@@ -7,6 +7,7 @@ import json
 import math
 import os
 import re
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ import msgspec
 import pytest
 from click.testing import CliRunner
 
+import evstore
 import evstore.bench
 import evstore.cli
 from evstore import (
@@ -27,10 +29,21 @@ from evstore import (
     WindowsContainerResources,
 )
 from evstore._extras import install_hint
-from evstore.bench import BenchConfig, BenchResult, FileCheckpoint, count_steps, peer, run, runner
+from evstore.bench import (
+    BenchConfig,
+    BenchResult,
+    FileCheckpoint,
+    count_steps,
+    latency,
+    operator,
+    peer,
+    run,
+    runner,
+    targets,
+)
 from evstore.bench import plot as bench_plot
 from evstore.bench.baseline import STATUS_FILE, encode_status
-from evstore.bench.runner import Progress, make_measure
+from evstore.bench.runner import Measure, Progress, make_measure
 
 REPO = Path(__file__).resolve().parent.parent
 PNG = b"\x89PNG\r\n\x1a\n"  # the signature every PNG file starts with
@@ -43,7 +56,7 @@ def test_runner_takes_every_measure(tmp_path: Path) -> None:
     cfg = BenchConfig(
         seconds=0.2, repeats=2, pool=8, threads=(2, 8), tasks=(1, 12), get_writers=3,
         reopen_sizes=(20, 50), peer_threads=(2, 8), peer_reopen_sizes=(20,),
-        directory=tmp_path,
+        directory=tmp_path, operator_containers=0,  # operator rows: their own test, below
     )
     calls: list[tuple[int, int]] = []
     result = run(cfg, lambda what, done, total: calls.append((done, total)))
@@ -103,17 +116,59 @@ def test_runner_takes_every_measure(tmp_path: Path) -> None:
     get = measures["get_loaded_3"].detail
     assert get["writers"] == 3 and all(rate > 0 for rate in get["update_sync_per_s"])
 
+    _check_latency_and_floors(measures)
+    assert [c["what"] for c in result.checks] == [
+        "reopen, clean close, 20: / file load", "reopen, clean close, 50: / file load",
+        "reopen after kill -9, 20: / file load", "reopen after kill -9, 50: / file load",
+        *(f"update_sync p99 / median commit, {w}" for w in
+          ("1 writer", "2 writers", "8 writers", "1 async task", "12 async tasks")),
+        "update/s + flush, 1 writer: / free writer floor",
+    ]
+    assert all(isinstance(c["met"], bool) and c["figure"] > 0 for c in result.checks)
+
     assert calls[-1] == (count_steps(cfg), count_steps(cfg))
     assert [done for done, _ in calls] == list(range(1, count_steps(cfg) + 1))
     assert list(tmp_path.iterdir()) == []  # the work directory is removed
     data = json.loads(json.dumps(result.to_dict()))  # JSON-serialisable as it is
     assert data["growth"] == result.growth and data["notes"] == []
+    assert data["checks"] == result.checks
     assert BenchResult.from_dict(data).to_dict() == data  # what --from-json reads back
+
+
+def _check_latency_and_floors(measures: dict[str, Measure]) -> None:
+    """Each update_sync row carries its callers' latency and its commits, from the same
+    runs; each throughput its floors."""
+    for name in ("update_sync_1", "update_sync_2", "update_sync_8", "update_sync_async_1",
+                 "update_sync_async_12"):
+        figures = measures[name].detail["latency"]
+        latency, commits = figures["latency"], figures["commits"]
+        assert 0 < latency["p50"] <= latency["p90"] <= latency["p99"] <= latency["p99.9"]
+        assert latency["p99.9"] <= latency["max"] and latency["count"] > 0, name
+        assert commits["median_seconds"] > 0 and commits["median_batch"] >= 1, name
+        assert len(figures["runs"]) == 2, name
+        assert figures["p99_over_commit"] == pytest.approx(statistics.median(
+            run["latency"]["p99"] / run["commits"]["median_seconds"] for run in figures["runs"]
+        ))
+    for n in (1, 2, 8):  # the baseline's latency in the same runs
+        base = measures[f"update_sync_{n}"].detail["baseline_latency"]
+        assert base["latency"]["p99"] > 0 and "commits" not in base
+    assert "latency" not in measures["update_1"].detail  # update does not wait
+    kinds = {
+        name: [f["kind"] for f in measures[name].detail.get("floors", [])] for name in measures
+    }
+    assert kinds["update_sync_1"] == ["free writer"]  # a lone writer commits itself
+    assert kinds["update_sync_8"] == ["thread hand-off", "free writer"]
+    assert kinds["update_sync_async_12"] == kinds["update_1"] == ["free writer"]
+    assert kinds["get_loaded_3"] == kinds["reopen_20"] == []
+    for m in measures.values():
+        for floor in m.detail.get("floors", []):
+            assert floor["rate"] == statistics.median(floor["samples"]) > 0, m.name
+            assert floor["fraction"] == pytest.approx(m.evstore / floor["rate"]), m.name
 
 
 def test_sizes_of_the_two_modes() -> None:
     assert BenchConfig.full().reopen_sizes == (1_000, 10_000, 100_000)
-    assert BenchConfig.quick().reopen_sizes == (1_000,)
+    assert BenchConfig.quick().reopen_sizes == (1_000, 10_000)  # 100,000 only in full runs
     assert BenchConfig.full().peer_threads == (8, 64)
     assert BenchConfig.full().peer_reopen_sizes == (1_000,)
     assert BenchConfig.quick().peer_threads == ()  # 1 writer only: to stay under a minute
@@ -175,6 +230,105 @@ def test_killed_reopen_opens_a_copy_each_time(tmp_path: Path) -> None:
     assert first[2] and second[2]  # every flushed update survived the kill
     assert first[1]["events_replayed"] == second[1]["events_replayed"] > 0
     assert sorted(os.listdir(tmp_path)) == ["killed"]  # the copies are gone
+
+
+def test_operator_commands_against_the_script(tmp_path: Path) -> None:
+    """ls, pods and history ID run as processes on a store with pods; the script prints
+    the very table ls prints for the same containers."""
+    cfg = BenchConfig(repeats=1, operator_containers=8)
+    steps: list[str] = []
+    notes: list[str] = []
+    found = operator.operator_measures(
+        cfg, tmp_path, runner.Steps(0, lambda w, d, t: steps.append(w)), notes.append
+    )
+    assert [m.name for m in found] == ["operator_ls_8", "operator_pods_8", "operator_history_8"]
+    assert len(steps) == operator.count_operator_steps(cfg) == 5 and notes == []
+    for m in found:
+        assert m.unit == "s" and m.evstore > 0 and m.baseline > 0, m.name
+        assert m.baseline_samples == found[0].baseline_samples  # one script run per round
+    ls, pods, history = (m.detail for m in found)
+    assert ls["output_lines"] == ls["script_output_lines"] == 8 + 1  # a header and a row each
+    assert pods["output_lines"] > 8  # two pods of four: six running, two exited
+    assert history["output_lines"] == 2 + 10  # title, header, ten events
+    assert ls["argv"][-1] == "ls" and history["argv"][-1] == runner.container_id(0)
+    assert ls["script_same_as_ls"] is True
+    assert 0 < ls["python_start_median"] == pods["python_start_median"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_operator_rows_skipped_with_a_note_without_the_script(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(operator, "SCRIPT", tmp_path / "no-such-script.py")
+    cfg = BenchConfig(repeats=1, operator_containers=8)
+    notes: list[str] = []
+    assert operator.operator_measures(cfg, tmp_path, runner.Steps(0, None), notes.append) == []
+    assert notes and notes[0].startswith("operator commands skipped")
+    assert operator.count_operator_steps(cfg) == 0
+
+
+def test_script_rejects_a_missing_directory(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(operator.SCRIPT), str(tmp_path / "none")],
+        capture_output=True, text=True, check=False,
+    )
+    assert done.returncode == 2 and done.stderr.startswith("usage:")
+
+
+def test_committer_records_each_commit_only_when_asked(tmp_path: Path) -> None:
+    with evstore.open(tmp_path / "store") as store:
+        entries = runner._add_running(store, 3)
+        assert store.committer.commit_samples is None  # off by default
+        samples = store.committer.record_commits(limit=4)
+        commits, events = store.committer.commits, store.committer.events
+        for n in range(6):
+            entries[n % 3].status.update_sync(runner.bump_pid)
+        assert store.committer.commits - commits == 6
+        assert store.committer.events - events == 6
+        assert len(samples) == 4  # the last four of six
+        assert all(seconds > 0 and size == 1 for seconds, size in samples)
+
+
+def test_latency_percentiles_by_nearest_rank() -> None:
+    samples = [float(n) for n in range(1, 1_001)]  # 1 .. 1000
+    figures = latency.latency_summary(reversed(samples))
+    assert figures == {"p50": 500.0, "p90": 900.0, "p99": 990.0, "p99.9": 999.0,
+                       "max": 1000.0, "count": 1000.0}
+    assert latency.percentile([7.0], 99.9) == 7.0
+    assert latency.latency_summary([]) == {}
+    run = latency.run_figures([1.0, 2.0, 3.0], [(0.5, 10), (1.0, 30), (2.0, 20)])
+    assert run["commits"]["median_seconds"] == 1.0 and run["commits"]["median_batch"] == 20
+    assert run["p99_over_commit"] == 3.0  # p99 of three samples is the largest
+    runs = [run, latency.run_figures([5.0], [(1.0, 1)])]
+    combined = latency.median_of_runs(runs)
+    assert combined["latency"]["p99"] == 4.0 and combined["p99_over_commit"] == 4.0
+    assert combined["runs"] == runs
+
+
+def test_targets_are_marked_met_or_missed() -> None:
+    def rate(name: str, fraction: float) -> Measure:
+        m = make_measure(name, name, "ops/s", [80.0], [1.0])
+        return runner.with_floors(m, [80.0 / fraction])
+
+    measures = [
+        make_measure("reopen_1000", "reopen", "s", [0.9], [1.0]),
+        make_measure("reopen_kill9_1000", "reopen", "s", [2.5], [1.0]),
+        make_measure("operator_ls_1000", "ls", "s", [1.2], [1.0]),
+        rate("update_1", 0.8), rate("update_sync_async_1000", 0.5),
+        runner.with_floors(make_measure("update_sync_64", "64", "ops/s", [10.0], [1.0]), [],
+                           [0.01]),
+    ]
+    measures[-1].detail["latency"] = {"p99_over_commit": 3.5}
+    marks = {c["what"]: (round(c["figure"], 6), c["met"]) for c in targets.checks(measures)}
+    assert marks == {
+        "reopen, clean close, 1,000: / file load": (0.9, True),
+        "reopen after kill -9, 1,000: / file load": (2.5, False),
+        "evstore ls, 1,000 containers: / script": (1.2, True),
+        "update_sync p99 / median commit, 64": (3.5, False),
+        "update_1: / free writer floor": (0.8, True),
+        "update_sync_async_1000: / free writer floor": (0.5, False),
+        "64: / thread hand-off floor": (0.1, None),  # reported, no target
+    }
 
 
 # --- the baseline -----------------------------------------------------------------------------
@@ -321,7 +475,7 @@ def _fake_result() -> BenchResult:
     env = {"filesystem": "ext4", "directory": "/tmp/x/y", "cpus": 2, "python": "3.11"}
     return BenchResult(
         {"repeats": 1, "seconds": 0.1, "events": 50}, env, measures, 1.0,
-        ["peer skipped: nothing"], runner.reopen_growth(measures),
+        ["peer skipped: nothing"], runner.reopen_growth(measures), targets.checks(measures),
     )
 
 
@@ -358,6 +512,68 @@ def test_cli_bench_prints_table_and_json(
     assert png.read_bytes().startswith(PNG)
     assert seen[0].repeats == 2 and seen[0].directory == tmp_path
     assert seen[0].reopen_sizes == BenchConfig.quick().reopen_sizes
+
+
+def _result_with_latency() -> BenchResult:
+    sync = make_measure("update_sync_64", "update_sync/s, 64 writers", "ops/s", [900.0], [100.0])
+    run_figures = latency.run_figures([0.001, 0.002, 0.004], [(0.001, 20), (0.002, 40)])
+    sync.detail["latency"] = latency.median_of_runs([run_figures])
+    sync.detail["baseline_latency"] = latency.median_of_runs([latency.run_figures([0.01], None)])
+    runner.with_floors(sync, [1_800.0], [0.0005])
+    measures = [sync, make_measure("reopen_9", "reopen", "s", [0.5], [2.0])]
+    env = {"filesystem": "ext4", "directory": "/tmp/x/y", "cpus": 2, "python": "3.11"}
+    return BenchResult(
+        {"repeats": 1, "seconds": 0.1, "events": 50}, env, measures, 1.0, [],
+        runner.reopen_growth(measures), targets.checks(measures),
+    )
+
+
+def test_cli_shows_latency_floors_and_targets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fake_run(cfg: BenchConfig, progress: Progress | None = None) -> BenchResult:
+        return _result_with_latency()
+
+    # the command finds ``run`` in the cli module now, in evstore.bench once cli loads lazily
+    monkeypatch.setattr(evstore.cli, "run", fake_run, raising=False)
+    monkeypatch.setattr(evstore.bench, "run", fake_run)
+    result = CliRunner().invoke(
+        evstore.cli.main, ["bench", "--quick", "--dir", str(tmp_path)], env={"COLUMNS": "200"}
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    evstore_row = next(line for line in lines if line.strip().startswith("64 writers"))
+    # p50 2 ms, p99 and p99.9 4 ms, commits of 1.5 ms (median) and 2 ms (p99), 30 events
+    # at the median, p99 2.67x the median commit
+    assert evstore_row.split()[2:] == ["2.00", "4.00", "4.00", "1.50", "2.00", "30", "2.67x"]
+    assert "10.0" in next(line for line in lines if "baseline, 64 writers" in line)
+    floors = [line for line in lines if line.startswith("│ update_sync/s, 64 writers") and
+              "floor" not in line and ("hand-off" in line or "free writer" in line)]
+    assert "0.45" in floors[0] and "2,000/s" in floors[0]  # 900 of 1 / 0.5 ms
+    assert "0.50" in floors[1] and "1,800/s" in floors[1]
+    marks = {line.split("│")[1].strip(): line.split("│")[-2].strip()
+             for line in lines if "/ file load" in line or "median commit," in line
+             or "hand-off floor" in line}
+    assert marks == {
+        "reopen, clean close, 9: / file load": "met",
+        "update_sync p99 / median commit, 64 writers": "met",
+        "update_sync/s, 64 writers: / thread hand-off floor": "(reported)",
+    }
+
+
+def test_plot_draws_latency_percentiles(tmp_path: Path) -> None:
+    data = _result_with_latency().to_dict()
+    lines = bench_plot.latency_lines(data["measures"])
+    assert [(label, [round(v, 6) for v in values]) for label, values, _ in lines] == [
+        ("evstore, 64 writers", [2.0, 4.0, 4.0, 4.0]),
+        ("baseline, 64 writers", [10.0, 10.0, 10.0, 10.0]),
+    ]
+    assert bench_plot.floor_series(data["measures"]) == [
+        ("floor: free writer, threads", [(64, 1_800.0)], "o:")
+    ]
+    png = tmp_path / "plot.png"
+    bench_plot.write_plot(data, png)
+    assert png.read_bytes().startswith(PNG)
 
 
 def test_cli_bench_plots_a_saved_result(tmp_path: Path) -> None:

@@ -39,6 +39,9 @@ from evstore.entries import Entry
 from evstore.errors import BenchError, InvalidInputError
 
 from .baseline import FileCheckpoint, write_status_file
+from .floors import free_writer, thread_handoff
+from .latency import median_of_runs, run_figures
+from .targets import checks
 
 if TYPE_CHECKING:
     from evstore.aio import AsyncEntry
@@ -72,12 +75,14 @@ class BenchConfig:
     peer_reopen_sizes: tuple[int, ...] = (1_000,)  # peer reopen, at sizes also in reopen_sizes
     fleet_stores: int = 0  # stores shipping at once into one PostgreSQL (0: no fleet figure)
     fleet_repeats: int = 0  # runs of the fleet figure (0: ``repeats``)
+    floors: bool = True  # measure each throughput's floors (free writer, thread hand-off)
+    operator_containers: int = 1_000  # the store the operator commands read (0: none)
 
     @classmethod
     def quick(cls, **overrides: Any) -> BenchConfig:
-        """Under a minute on a 2-core machine."""
+        """About two minutes on a 2-core machine."""
         base = cls(
-            seconds=1.0, repeats=3, reopen_sizes=(1_000,), peer_threads=(),
+            seconds=1.0, repeats=3, reopen_sizes=(1_000, 10_000), peer_threads=(),
             peer_reopen_sizes=(), fleet_stores=8, fleet_repeats=1,
         )
         return dataclasses.replace(base, **overrides)
@@ -93,6 +98,8 @@ class BenchConfig:
             *self.threads, *self.tasks, self.get_writers, *self.reopen_sizes,
             *self.peer_threads, *self.peer_reopen_sizes,
         )
+        if self.operator_containers < 0:
+            raise ValueError("operator_containers must not be negative")
         if any(n < 1 for n in counts):
             raise InvalidInputError(
                 "thread, task and writer counts and reopen sizes must be positive"
@@ -124,6 +131,7 @@ class BenchResult:
     seconds: float
     notes: list[str] = field(default_factory=list)  # e.g. a measure skipped, and why
     growth: list[dict[str, Any]] = field(default_factory=list)  # see ``reopen_growth``
+    checks: list[dict[str, Any]] = field(default_factory=list)  # see ``targets.checks``
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable data."""
@@ -132,12 +140,12 @@ class BenchResult:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BenchResult:
         """The result ``to_dict`` gave (read back from ``--json``); older files without
-        ``notes`` or ``growth`` get them filled in."""
+        ``notes``, ``growth`` or ``checks`` get them filled in."""
         measures = [Measure(**_nan_for_null(m)) for m in data["measures"]]
         growth = data.get("growth") or reopen_growth(measures)
         return cls(
             data["config"], data["environment"], measures, data["seconds"],
-            list(data.get("notes", [])), growth,
+            list(data.get("notes", [])), growth, data.get("checks") or checks(measures),
         )
 
 
@@ -209,16 +217,21 @@ class Steps:
 
 def count_steps(cfg: BenchConfig) -> int:
     """How many times ``run`` will call its progress callback."""
-    pairs = (1 + len(cfg.threads)) * cfg.repeats * 2
-    evstore_only = (1 + len(cfg.tasks) + 1) * cfg.repeats  # update, async tasks, status.get
+    floors = 1 if cfg.floors else 0  # a free-writer run beside each throughput run
+    handoff = cfg.repeats * floors
+    pairs = (1 + len(cfg.threads)) * cfg.repeats * (2 + floors)
+    # update and async tasks (each with its floor), then status.get
+    evstore_only = (1 + len(cfg.tasks)) * cfg.repeats * (1 + floors) + cfg.repeats
     # per size: the killed store built (adds, then events - 1 rounds), its clean copy, the
     # baseline files, then both reopens alternating with the baseline load
     per_size = cfg.events + 2 + cfg.repeats * 4
     from .fleet import count_fleet_steps  # as peer, the fleet module imports this one
+    from .operator import count_operator_steps  # as peer, it imports this one
     from .peer import count_peer_steps  # the peer module imports this one
 
-    fleet = count_fleet_steps(cfg)
-    return pairs + evstore_only + per_size * len(cfg.reopen_sizes) + count_peer_steps(cfg) + fleet
+    fleet = count_fleet_steps(cfg) + count_operator_steps(cfg)
+    sizes = per_size * len(cfg.reopen_sizes)
+    return handoff + pairs + evstore_only + sizes + count_peer_steps(cfg) + fleet
 
 
 def default_parent() -> Path:
@@ -273,28 +286,50 @@ def throughput(
     return sum(counts) / (time.perf_counter() - t0)
 
 
-def loop_counts(ops: Sequence[Op], seconds: float) -> tuple[list[int], float]:
+def timed_throughput(ops: Sequence[Op], seconds: float) -> tuple[float, list[float]]:
+    """``throughput`` that also keeps how long each operation took (seconds), all threads'."""
+    times: list[list[float]] = [[] for _ in ops]
+    counts, t0 = loop_counts(ops, seconds, times)
+    rate = sum(counts) / (time.perf_counter() - t0)
+    return rate, [t for mine in times for t in mine]
+
+
+def loop_counts(
+    ops: Sequence[Op], seconds: float, times: list[list[float]] | None = None
+) -> tuple[list[int], float]:
     """Each op looped in its own thread (inline if one) for ``seconds``: how many times each
-    ran, and the start time."""
+    ran, and the start time. With ``times``, op ``i``'s durations go to ``times[i]``."""
     counts = [0] * len(ops)
     if len(ops) == 1:
         t0 = time.perf_counter()
-        counts[0] = _loop(ops[0], t0 + seconds)
+        counts[0] = _loop(ops[0], t0 + seconds, None if times is None else times[0])
     else:
-        t0 = _run_threads(ops, seconds, counts)
+        t0 = _run_threads(ops, seconds, counts, times)
     return counts, t0
 
 
-def _loop(op: Op, deadline: float) -> int:
+def _loop(op: Op, deadline: float, times: list[float] | None = None) -> int:
     n = 0
     clock = time.perf_counter
-    while clock() < deadline:
+    if times is None:
+        while clock() < deadline:
+            op(n)
+            n += 1
+        return n
+    record = times.append
+    started = clock()
+    while started < deadline:  # one clock read serves the deadline and the sample
         op(n)
+        now = clock()
+        record(now - started)
+        started = now
         n += 1
     return n
 
 
-def _run_threads(ops: Sequence[Op], seconds: float, counts: list[int]) -> float:
+def _run_threads(
+    ops: Sequence[Op], seconds: float, counts: list[int], times: list[list[float]] | None
+) -> float:
     """Start one thread per op together; return the start time once all have stopped."""
     barrier = threading.Barrier(len(ops) + 1)
     deadline = [0.0]
@@ -303,7 +338,7 @@ def _run_threads(ops: Sequence[Op], seconds: float, counts: list[int]) -> float:
     def worker(i: int) -> None:
         barrier.wait()
         try:
-            counts[i] = _loop(ops[i], deadline[0])
+            counts[i] = _loop(ops[i], deadline[0], None if times is None else times[i])
         except BaseException as exc:  # re-raised in the caller
             errors.append(exc)
 
@@ -356,25 +391,49 @@ def _add_running(store: evstore.Store, count: int) -> list[CEntry]:
     return entries
 
 
+Run = tuple[float, dict[str, Any]]  # a rate, and that run's latency and commit figures
+
+
 def evstore_rate(cfg: BenchConfig, path: Path, writers: int, sync: bool) -> float:
+    """update_sync/s (``update``/s and a flush, without ``sync``) of ``writers`` threads."""
     with scratch(path), evstore.open(path / "store") as store:
         entries = _add_running(store, max(cfg.pool, writers))
         ops = _evstore_ops(entries, writers, sync)
         return throughput(ops, cfg.seconds, None if sync else store.flush)
 
 
+def evstore_sync_run(cfg: BenchConfig, path: Path, writers: int) -> Run:
+    """``evstore_rate`` of update_sync, with each update's latency and each commit's
+    duration and size."""
+    with scratch(path), evstore.open(path / "store") as store:
+        entries = _add_running(store, max(cfg.pool, writers))
+        commits = store.committer.record_commits()
+        rate, times = timed_throughput(_evstore_ops(entries, writers, True), cfg.seconds)
+        return rate, run_figures(times, commits)
+
+
 def baseline_rate(cfg: BenchConfig, path: Path, writers: int) -> float:
+    return baseline_run(cfg, path, writers)[0]
+
+
+def baseline_run(cfg: BenchConfig, path: Path, writers: int) -> Run:
+    """The file checkpoint's update_sync/s with ``writers`` threads, and each's latency."""
     with scratch(path):
         cp = FileCheckpoint(path / "containers")
         ids = [container_id(i) for i in range(max(cfg.pool, writers))]
         for i, cid in enumerate(ids):
             cp.add(cid, start(created_status(i)))
-        return throughput(_baseline_ops(cp, ids, writers), cfg.seconds)
+        rate, times = timed_throughput(_baseline_ops(cp, ids, writers), cfg.seconds)
+        return rate, run_figures(times, None)
 
 
 def evstore_async_rate(cfg: BenchConfig, path: Path, tasks: int) -> float:
+    return evstore_async_run(cfg, path, tasks)[0]
+
+
+def evstore_async_run(cfg: BenchConfig, path: Path, tasks: int) -> Run:
     """update_sync/s of ``tasks`` asyncio tasks through the anyio front, each on its own
-    containers (round-robin, like the writer threads)."""
+    containers (round-robin, like the writer threads), with latencies and commits."""
     import anyio  # the async front is loaded only when measured, as in ``evstore``
 
     with scratch(path):
@@ -384,7 +443,7 @@ def evstore_async_rate(cfg: BenchConfig, path: Path, tasks: int) -> float:
         )
 
 
-async def _async_rate(path: Path, containers: int, tasks: int, seconds: float) -> float:
+async def _async_rate(path: Path, containers: int, tasks: int, seconds: float) -> Run:
     import anyio
 
     from evstore.aio import open_async
@@ -393,22 +452,30 @@ async def _async_rate(path: Path, containers: int, tasks: int, seconds: float) -
         added = await anyio.to_thread.run_sync(_add_running, store.sync, containers)
         entries = [store.containers.get(entry.id) for entry in added]
         counts = [0] * tasks
+        times: list[list[float]] = [[] for _ in range(tasks)]
+        commits = store.sync.committer.record_commits()
         t0 = time.perf_counter()
         async with anyio.create_task_group() as group:
             for i, mine in enumerate(partition(entries, tasks)):
-                group.start_soon(_async_loop, mine, t0 + seconds, counts, i)
-        return sum(counts) / (time.perf_counter() - t0)
+                group.start_soon(_async_loop, mine, t0 + seconds, counts, times, i)
+        rate = sum(counts) / (time.perf_counter() - t0)
+        return rate, run_figures([t for mine in times for t in mine], commits)
 
 
 async def _async_loop(
     mine: list[AsyncEntry[ContainerStatus, ContainerMetadata]], deadline: float,
-    counts: list[int], i: int,
+    counts: list[int], times: list[list[float]], i: int,
 ) -> None:
     n = 0
     k = len(mine)
     clock = time.perf_counter
-    while clock() < deadline:
+    record = times[i].append
+    started = clock()
+    while started < deadline:
         await mine[n % k].status.update_sync(bump_pid)
+        now = clock()
+        record(now - started)
+        started = now
         n += 1
     counts[i] = n
 
@@ -439,37 +506,102 @@ def get_rates(cfg: BenchConfig, path: Path) -> GetRates:
 # --- the measures -----------------------------------------------------------------------------
 
 
-def measure_update_sync(
-    cfg: BenchConfig, work: Path, writers: int, step: Steps
+HANDOFF_TRIPS = 5_000  # round trips per thread hand-off sample (10,000 hand-offs)
+
+
+def measure_handoff(cfg: BenchConfig, step: Steps) -> list[float]:
+    """``repeats`` samples of one thread hand-off (seconds), taken first, while no thread
+    of ours keeps a core awake."""
+    samples = []
+    for _ in range(cfg.repeats if cfg.floors else 0):
+        samples.append(thread_handoff(HANDOFF_TRIPS))
+        step("floor: thread hand-off")
+    return samples
+
+
+def with_floors(
+    measure: Measure, free: Sequence[float], handoff: Sequence[float] = ()
 ) -> Measure:
-    ev: list[float] = []
-    base: list[float] = []
+    """Put each floor (its samples, median rate, and the measure's fraction of it) in
+    ``detail["floors"]``, the one its target reads first: the thread hand-off where callers
+    sleep on a commit another thread makes, else the free writer."""
+    floors = []
+    if handoff:
+        rates = [1 / s for s in handoff]
+        floors.append(_floor("thread hand-off", rates, measure.evstore,
+                             "one hand-off per update: 1 / the median hand-off time"))
+    if free:
+        floors.append(_floor("free writer", list(free), measure.evstore,
+                             "the same runs with commits that write nothing"))
+    if floors:
+        measure.detail["floors"] = floors
+    return measure
+
+
+def _floor(kind: str, rates: list[float], rate: float, what: str) -> dict[str, Any]:
+    floor = statistics.median(rates)
+    fraction = rate / floor if floor else float("nan")  # a floor run that did nothing
+    return {"kind": kind, "rate": floor, "samples": rates, "fraction": fraction, "what": what}
+
+
+def free_rate(sample: Callable[[], float]) -> float:
+    """``sample`` run with the free writer (see ``floors.free_writer``)."""
+    with free_writer():
+        return sample()
+
+
+def measure_update_sync(
+    cfg: BenchConfig, work: Path, writers: int, step: Steps, handoff: Sequence[float] = ()
+) -> Measure:
+    """update_sync/s of ``writers`` threads against the baseline's, alternating; the
+    latency of each update and the commits in the same runs; the floors beside them."""
+    ev: list[Run] = []
+    base: list[Run] = []
+    free: list[float] = []
     label = f"{writers} writer" + ("s" if writers > 1 else "")
     for _ in range(cfg.repeats):
-        base.append(baseline_rate(cfg, work / "baseline-rate", writers))
+        base.append(baseline_run(cfg, work / "baseline-rate", writers))
         step(f"baseline update_sync, {label}")
-        ev.append(evstore_rate(cfg, work / "evstore-rate", writers, sync=True))
+        ev.append(evstore_sync_run(cfg, work / "evstore-rate", writers))
         step(f"evstore update_sync, {label}")
-    return make_measure(
-        f"update_sync_{writers}", f"update_sync/s, {label}", "ops/s", ev, base,
-        {"writers": writers, "containers": max(cfg.pool, writers)},
+        if cfg.floors:
+            # the same harness as the run above (latencies kept too), the writer free
+            free.append(free_rate(lambda: evstore_sync_run(cfg, work / "free", writers)[0]))
+            step(f"floor: update_sync, {label}, free writer")
+    measure = make_measure(
+        f"update_sync_{writers}", f"update_sync/s, {label}", "ops/s",
+        [rate for rate, _ in ev], [rate for rate, _ in base],
+        {"writers": writers, "containers": max(cfg.pool, writers),
+         "latency": median_of_runs([figures for _, figures in ev]),
+         "baseline_latency": median_of_runs([figures for _, figures in base])},
     )
+    return with_floors(measure, free, handoff if writers > 1 else ())
 
 
 def against_one_writer(
-    cfg: BenchConfig, name: str, description: str, sample: Callable[[], float],
+    cfg: BenchConfig, name: str, description: str, sample: Callable[[], Run],
     sync_one: Measure, step: Steps, detail: dict[str, Any] | None = None,
+    floor: Callable[[], float] | None = None,
 ) -> Measure:
     """``repeats`` evstore samples against the per-update baseline: the file checkpoint's
-    ``update_sync`` with one writer (the samples of ``update_sync_1``)."""
-    ev: list[float] = []
+    ``update_sync`` with one writer (the samples of ``update_sync_1``); with ``floor``,
+    a free-writer sample after each."""
+    ev: list[Run] = []
+    free: list[float] = []
     for _ in range(cfg.repeats):
         ev.append(sample())
         step(f"evstore {description}")
-    return make_measure(
-        name, description, "ops/s", ev, sync_one.baseline_samples,
-        {"baseline": "file checkpoint update_sync/s, 1 writer (same samples)", **(detail or {})},
+        if floor is not None and cfg.floors:
+            free.append(free_rate(floor))
+            step(f"floor: {description}, free writer")
+    figures = [f for _, f in ev if f]
+    latency = {"latency": median_of_runs(figures)} if figures else {}
+    measure = make_measure(
+        name, description, "ops/s", [rate for rate, _ in ev], sync_one.baseline_samples,
+        {"baseline": "file checkpoint update_sync/s, 1 writer (same samples)", **(detail or {}),
+         **latency},
     )
+    return with_floors(measure, free)
 
 
 def measure_update(cfg: BenchConfig, work: Path, sync_one: Measure, step: Steps) -> Measure:
@@ -478,9 +610,13 @@ def measure_update(cfg: BenchConfig, work: Path, sync_one: Measure, step: Steps)
     containerd's ``Update`` only changes memory, so the baseline is its only durable
     update: the file checkpoint's ``update_sync`` with one writer (measured above).
     """
+
+    def rate() -> float:
+        return evstore_rate(cfg, work / "evstore-rate", 1, sync=False)
+
     return against_one_writer(
-        cfg, "update_1", "update/s + flush, 1 writer",
-        lambda: evstore_rate(cfg, work / "evstore-rate", 1, sync=False), sync_one, step,
+        cfg, "update_1", "update/s + flush, 1 writer", lambda: (rate(), {}), sync_one, step,
+        floor=rate,
     )
 
 
@@ -491,8 +627,9 @@ def measure_async(
     label = f"{tasks:,} async task" + ("s" if tasks > 1 else "")
     return against_one_writer(
         cfg, f"update_sync_async_{tasks}", f"update_sync/s, {label}",
-        lambda: evstore_async_rate(cfg, work / "evstore-async", tasks), sync_one, step,
+        lambda: evstore_async_run(cfg, work / "evstore-async", tasks), sync_one, step,
         {"tasks": tasks, "containers": max(cfg.pool, tasks), "backend": "asyncio (anyio)"},
+        floor=lambda: evstore_async_rate(cfg, work / "free-async", tasks),
     )
 
 
@@ -728,6 +865,9 @@ def run(cfg: BenchConfig, progress: Progress | None = None) -> BenchResult:
         measures = _throughput_measures(cfg, work, step)
         for size in cfg.reopen_sizes:
             measures.extend(_size_measures(cfg, work, size, step))
+        from .operator import operator_measures  # as peer, it imports this one
+
+        measures.extend(operator_measures(cfg, work, step, notes.append))
         from .peer import peer_measures  # the peer module imports this one
 
         measures.extend(peer_measures(cfg, work, measures, step, notes.append))
@@ -736,7 +876,7 @@ def run(cfg: BenchConfig, progress: Progress | None = None) -> BenchResult:
         measures.extend(fleet_measures(cfg, work, step, notes.append))
     return BenchResult(
         _config_dict(cfg), env, measures, time.perf_counter() - t0, notes,
-        reopen_growth(measures),
+        reopen_growth(measures), checks(measures),
     )
 
 
@@ -774,8 +914,9 @@ def reopen_growth(measures: Sequence[Measure]) -> list[dict[str, Any]]:
 
 
 def _throughput_measures(cfg: BenchConfig, work: Path, step: Steps) -> list[Measure]:
+    handoff = measure_handoff(cfg, step)
     one = measure_update_sync(cfg, work, 1, step)
-    many = [measure_update_sync(cfg, work, n, step) for n in cfg.threads]
+    many = [measure_update_sync(cfg, work, n, step, handoff) for n in cfg.threads]
     tasks = [measure_async(cfg, work, n, one, step) for n in cfg.tasks]
     update = measure_update(cfg, work, one, step)
     return [one, *many, *tasks, update, measure_get_loaded(cfg, work, step)]
