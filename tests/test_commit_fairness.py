@@ -39,32 +39,38 @@ def test_a_caller_waiting_for_room_is_not_overtaken_by_a_newcomer(tmp_path: Path
         committer = store.committer
         with committer._cond:
             committer._busy = True  # the writer thread takes nothing: this test is the writer
-        for entry in fill:  # the queue is full: two events
-            entry.status.update(runner.bump_pid)
         a = threading.Thread(target=a_entry.status.update, args=(runner.bump_pid,))
-        a.start()
-        _until(lambda: len(committer._space._waiters) == 1, committer)  # type: ignore[attr-defined]
-        b_write = b_entry.prepare_change(runner.bump_pid, sync=False).write  # B's event
-        assert b_write is not None
+        helper: threading.Thread | None = None
+        try:  # from here on, whatever fails, the finally gives the writer back
+            for entry in fill:  # the queue is full: two events
+                entry.status.update(runner.bump_pid)
+            a.start()
+            waiting = committer._space._waiters  # type: ignore[attr-defined]
+            _until(lambda: len(waiting) == 1, committer)
+            b_status = b_entry.status
+            b_write = b_status._prepare_change(runner.bump_pid, sync=False).write  # B's event
+            assert b_write is not None
 
-        def writer_makes_room_after_a() -> None:  # once A is in, room for B too
-            _until(lambda: any(w.eno == a_entry.eno for w in _queued(committer)), committer)
-            with committer._cond:
-                committer._take()
+            def writer_makes_room_after_a() -> None:  # once A is in, room for B too
+                a_eno = a_entry.status._eno
+                _until(lambda: any(w.eno == a_eno for w in _queued(committer)), committer)
+                with committer._cond:
+                    committer._take()
 
-        helper = threading.Thread(target=writer_makes_room_after_a, daemon=True)
-        try:
+            helper = threading.Thread(target=writer_makes_room_after_a, daemon=True)
             with committer._cond:
                 committer._take()  # room for one event; A is woken but needs this lock
                 helper.start()
                 committer._join(b_write)  # B holds the lock first
                 order = [w.eno for w in _queued(committer)]
-            assert a_entry.eno in order, "B took the room A was woken for; A still waits"
-            assert order.index(a_entry.eno) < order.index(b_entry.eno)
+            assert a_entry.status._eno in order, "B took the room A was woken for; A still waits"
+            assert order.index(a_entry.status._eno) < order.index(b_entry.status._eno)
         finally:
             with committer._cond:  # let the writer thread drain whatever is left
                 committer._space.notify_all()
                 committer._busy = False
                 committer._cond.notify_all()
-            a.join()
-            helper.join(timeout=60)
+            if a.ident is not None:
+                a.join(timeout=60)
+            if helper is not None and helper.ident is not None:
+                helper.join(timeout=60)
