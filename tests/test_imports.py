@@ -18,8 +18,13 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "evstore"
 
 KNOWN_CYCLES = {
-    # the runner imports its peer and fleet rows in functions; they import its helpers
-    frozenset({"evstore.bench.runner", "evstore.bench.peer", "evstore.bench.fleet"}),
+    # the runner imports its peer, fleet, operator and floor rows in functions; they import
+    # its helpers (BenchConfig, Measure, the store builders): to break when the bench's
+    # shared parts move to a module of their own
+    frozenset({
+        "evstore.bench.runner", "evstore.bench.peer", "evstore.bench.fleet",
+        "evstore.bench.operator", "evstore.bench.floors",
+    }),
 }
 
 
