@@ -9,7 +9,7 @@
    the writer's queue replaced by nothing: Python CPU per update, on 64 and 1,000
    containers.
 3. one writer: raw LMDB, one synced commit per update putting one log record (the index
-   is written in bulk, see ``evstore.index``), against the baseline (containerd's temp
+   is written in bulk, see ``evstore._storage.index``), against the baseline (containerd's temp
    file, fsync, rename) in the same run: the best ratio a store that syncs one LMDB commit
    per update can reach.
 4. a free writer: the harness's own `update`, 1,000-task and 64-thread measures with the
@@ -24,7 +24,7 @@
 Each is a floor for the matching measure in the harness; the harness's ratio targets need
 the sum of the floors (and the writer's share) to fit under the baseline's time per update.
 The free writer and the hand-off are also measured by ``evstore bench`` itself, beside
-each throughput in the same run (``evstore.bench.floors`` holds all of them).
+each throughput in the same run (``evstore._bench.floors`` holds all of them).
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ import asyncio
 import tempfile
 from pathlib import Path
 
-from evstore.bench import runner
-from evstore.bench.floors import (
+from evstore._bench import runner
+from evstore._bench.floors import (
     TASKS,
     asyncio_floor,
     free_writer,

@@ -10,7 +10,7 @@ import os
 from importlib import import_module
 from typing import TYPE_CHECKING, TypedDict
 
-from .errors import (
+from evstore._core.errors import (
     AlreadyExistsError,
     AmbiguousIDError,
     BenchError,
@@ -37,9 +37,8 @@ from .errors import (
 if TYPE_CHECKING:
     from typing import Unpack
 
-    from .aio import AsyncStore, open_async
-    from .events import Event
-    from .model import (
+    from evstore._core.events import Event
+    from evstore._core.model import (
         ContainerConfig,
         ContainerMetadata,
         ContainerResources,
@@ -51,36 +50,41 @@ if TYPE_CHECKING:
         SandboxStatus,
         WindowsContainerResources,
     )
-    from .pods import Pod, Pods, PodStatus, build_pod_full_name
-    from .recovery import LoadReport
-    from .states import ContainerState, SandboxState
-    from .store import Store
+    from evstore._core.states import ContainerState, SandboxState
+    from evstore._storage.recovery import LoadReport
+    from evstore._store.aio import AsyncStore, open_async
+    from evstore._store.entries import Entries, Entry, StatusStorage
+    from evstore._store.store import Store
+    from evstore._views.pods import Pod, Pods, PodStatus, build_pod_full_name
 
     __version__: str
 
 # name -> the module that defines it, imported on first access
 _LAZY = {
-    "AsyncStore": "aio",
-    "open_async": "aio",
-    "Event": "events",
-    "ContainerConfig": "model",
-    "ContainerMetadata": "model",
-    "ContainerResources": "model",
-    "ContainerStatus": "model",
-    "HugepageLimit": "model",
-    "LinuxContainerResources": "model",
-    "SandboxConfig": "model",
-    "SandboxMetadata": "model",
-    "SandboxStatus": "model",
-    "WindowsContainerResources": "model",
-    "Pod": "pods",
-    "Pods": "pods",
-    "PodStatus": "pods",
-    "build_pod_full_name": "pods",
-    "LoadReport": "recovery",
-    "ContainerState": "states",
-    "SandboxState": "states",
-    "Store": "store",
+    "AsyncStore": "_store.aio",
+    "open_async": "_store.aio",
+    "Event": "_core.events",
+    "Entries": "_store.entries",
+    "Entry": "_store.entries",
+    "StatusStorage": "_store.entries",
+    "ContainerConfig": "_core.model",
+    "ContainerMetadata": "_core.model",
+    "ContainerResources": "_core.model",
+    "ContainerStatus": "_core.model",
+    "HugepageLimit": "_core.model",
+    "LinuxContainerResources": "_core.model",
+    "SandboxConfig": "_core.model",
+    "SandboxMetadata": "_core.model",
+    "SandboxStatus": "_core.model",
+    "WindowsContainerResources": "_core.model",
+    "Pod": "_views.pods",
+    "Pods": "_views.pods",
+    "PodStatus": "_views.pods",
+    "build_pod_full_name": "_views.pods",
+    "LoadReport": "_storage.recovery",
+    "ContainerState": "_core.states",
+    "SandboxState": "_core.states",
+    "Store": "_store.store",
 }
 
 
@@ -137,7 +141,7 @@ def open(
     when another writer has it, ``CorruptStoreError`` for a damaged file and
     ``InvalidInputError`` for an unknown or invalid tuning keyword.
     """
-    from .store import Store
+    from evstore._store.store import Store
 
     return Store(path, readonly=readonly, probe=probe, **tuning)
 
@@ -155,6 +159,8 @@ __all__ = [
     "ContainerdStatusError",
     "CorruptStoreError",
     "DiskFullError",
+    "Entries",
+    "Entry",
     "Event",
     "EvstoreError",
     "FleetError",
@@ -176,6 +182,7 @@ __all__ = [
     "SandboxMetadata",
     "SandboxState",
     "SandboxStatus",
+    "StatusStorage",
     "Store",
     "StoreAccessError",
     "StoreClosedError",

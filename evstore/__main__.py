@@ -9,7 +9,7 @@ import sys
 
 def run() -> None:
     try:
-        from evstore.cli import main
+        from evstore._cli.main import main
 
         main()
     except KeyboardInterrupt as exc:

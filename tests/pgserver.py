@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from evstore.pgserver import PgServer, ServerError, create_database, throwaway_server
+from evstore._fleet.pgserver import PgServer, ServerError, create_database, throwaway_server
 
 _names = itertools.count(1)
 

@@ -22,7 +22,7 @@ import pytest
 
 import evstore
 from evstore import ContainerMetadata, ContainerStatus
-from evstore.probe import probe
+from evstore._storage.probe import probe
 
 NOBODY = 65534
 AS_ROOT = os.geteuid() == 0
@@ -55,7 +55,7 @@ def _open_elsewhere(path: Path, readonly: bool, probe: bool) -> str:
     """Open the store in another process, as a user without write access; what it raised."""
     drop = f"os.setgid({NOBODY}); os.setuid({NOBODY})" if AS_ROOT else "pass"
     code = textwrap.dedent(f"""
-        import os, evstore, evstore.store  # the store loads on first use: load it first
+        import os, evstore, evstore._store.store  # the store loads on first use: load it first
         {drop}
         try:
             evstore.open({str(path)!r}, readonly={readonly}, probe={probe}).close()

@@ -11,7 +11,7 @@ from test_updates import writer_held
 
 import evstore
 from evstore import ContainerMetadata, ContainerStatus, SandboxMetadata, SandboxState, SandboxStatus
-from evstore.store import abandon
+from evstore._store.store import abandon
 
 pytestmark = pytest.mark.anyio
 
@@ -59,7 +59,7 @@ async def test_concurrent_tasks_share_commits(store_path: Path) -> None:
         ]
         before = store.sync.stats()
 
-        async def work(entry: evstore.aio.AsyncEntry) -> None:  # type: ignore[type-arg]
+        async def work(entry: evstore._store.aio.AsyncEntry) -> None:  # type: ignore[type-arg]
             for _ in range(5):
                 await entry.status.update_sync(bump)
 
@@ -84,7 +84,7 @@ async def test_a_failing_fn_fails_only_its_caller(store_path: Path) -> None:
         def broken(status: ContainerStatus) -> ContainerStatus:
             raise RuntimeError("no")
 
-        async def work(entry: evstore.aio.AsyncEntry, fn) -> None:  # type: ignore[type-arg,no-untyped-def]
+        async def work(entry: evstore._store.aio.AsyncEntry, fn) -> None:  # type: ignore[type-arg,no-untyped-def]
             try:
                 await entry.status.update_sync(fn)
                 outcomes[entry.id] = "ok"

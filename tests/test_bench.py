@@ -18,8 +18,8 @@ import pytest
 from click.testing import CliRunner
 
 import evstore
-import evstore.bench
-import evstore.cli
+import evstore._bench
+import evstore._cli.main
 from evstore import (
     ContainerResources,
     ContainerStatus,
@@ -28,8 +28,7 @@ from evstore import (
     LinuxContainerResources,
     WindowsContainerResources,
 )
-from evstore._extras import install_hint
-from evstore.bench import (
+from evstore._bench import (
     BenchConfig,
     BenchResult,
     FileCheckpoint,
@@ -41,9 +40,10 @@ from evstore.bench import (
     runner,
     targets,
 )
-from evstore.bench import plot as bench_plot
-from evstore.bench.baseline import STATUS_FILE, encode_status
-from evstore.bench.runner import Measure, Progress, make_measure
+from evstore._bench import plot as bench_plot
+from evstore._bench.baseline import STATUS_FILE, encode_status
+from evstore._bench.runner import Measure, Progress, make_measure
+from evstore._core.extras import install_hint
 
 REPO = Path(__file__).resolve().parent.parent
 PNG = b"\x89PNG\r\n\x1a\n"  # the signature every PNG file starts with
@@ -424,7 +424,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
     env = {**os.environ, "PYTHONPATH": path}
     return subprocess.run(
-        [sys.executable, "-m", "evstore.cli", *args],
+        [sys.executable, "-m", "evstore", *args],
         capture_output=True, text=True, cwd=REPO, env=env, timeout=60, check=False,
     )
 
@@ -490,11 +490,11 @@ def test_cli_bench_prints_table_and_json(
             progress("one", 1, 1)
         return _fake_result()
 
-    monkeypatch.setattr(evstore.bench, "run", fake_run)
+    monkeypatch.setattr(evstore._bench, "run", fake_run)
     out = tmp_path / "out.json"
     png = tmp_path / "out.png"
     result = CliRunner().invoke(
-        evstore.cli.main,
+        evstore._cli.main.main,
         ["bench", "--quick", "--json", str(out), "--dir", str(tmp_path), "--repeats", "2",
          "--plot", str(png)],
     )
@@ -534,11 +534,11 @@ def test_cli_shows_latency_floors_and_targets(
     def fake_run(cfg: BenchConfig, progress: Progress | None = None) -> BenchResult:
         return _result_with_latency()
 
-    # the command finds ``run`` in the cli module now, in evstore.bench once cli loads lazily
-    monkeypatch.setattr(evstore.cli, "run", fake_run, raising=False)
-    monkeypatch.setattr(evstore.bench, "run", fake_run)
+    # the command finds ``run`` in the cli module now, in evstore._bench once cli loads lazily
+    monkeypatch.setattr(evstore._cli.main, "run", fake_run, raising=False)
+    monkeypatch.setattr(evstore._bench, "run", fake_run)
     result = CliRunner().invoke(
-        evstore.cli.main, ["bench", "--quick", "--dir", str(tmp_path)], env={"COLUMNS": "200"}
+        evstore._cli.main.main, ["bench", "--quick", "--dir", str(tmp_path)], env={"COLUMNS": "200"}
     )
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
@@ -617,9 +617,9 @@ def test_cli_plot_without_matplotlib_fails_before_the_run(
 ) -> None:
     ran: list[BenchConfig] = []
     monkeypatch.setattr(bench_plot, "MODULE", "evstore_no_such_module")
-    monkeypatch.setattr(evstore.bench, "run", lambda cfg, progress=None: ran.append(cfg))
+    monkeypatch.setattr(evstore._bench, "run", lambda cfg, progress=None: ran.append(cfg))
     result = CliRunner().invoke(
-        evstore.cli.main, ["bench", "--quick", "--plot", str(tmp_path / "out.png")]
+        evstore._cli.main.main, ["bench", "--quick", "--plot", str(tmp_path / "out.png")]
     )
     assert result.exit_code == 1
     assert result.stderr == (
@@ -641,8 +641,8 @@ def test_cli_errors_are_one_line(
     def failing_run(cfg: BenchConfig, progress: Progress | None = None) -> BenchResult:
         raise exc
 
-    monkeypatch.setattr(evstore.bench, "run", failing_run)
-    result = CliRunner().invoke(evstore.cli.main, ["bench", "--quick"])
+    monkeypatch.setattr(evstore._bench, "run", failing_run)
+    result = CliRunner().invoke(evstore._cli.main.main, ["bench", "--quick"])
     assert result.exit_code == 1
     assert result.stderr == message
     assert result.exception is None or isinstance(result.exception, SystemExit)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-import evstore.bench.fleet as fleet_module
-from evstore.bench import BenchConfig, BenchResult, count_steps, runner
-from evstore.bench.fleet import (
+import evstore._bench.fleet as fleet_module
+from evstore._bench import BenchConfig, BenchResult, count_steps, runner
+from evstore._bench.fleet import (
     FleetConfig,
     count_fleet_steps,
     fleet_measures,
@@ -19,8 +19,8 @@ from evstore.bench.fleet import (
     measure_fleet,
     percentile,
 )
-from evstore.cli import format_ratio, format_value, results_table
-from evstore.pgserver import PgServer
+from evstore._cli.main import format_ratio, format_value, results_table
+from evstore._fleet.pgserver import PgServer
 
 
 def test_fleet_ships_every_store_and_measures_ingest_and_lag(

@@ -23,8 +23,8 @@ from evstore import (
     SandboxState,
     SandboxStatus,
 )
-from evstore.render import columns, entry_object, format_age, format_time, parse_time
-from evstore.replay import states_at
+from evstore._cli.render import columns, entry_object, format_age, format_time, parse_time
+from evstore._history.replay import states_at
 
 EVSTORE = str(Path(sys.executable).with_name("evstore"))
 FIXTURE = Path(__file__).parent / "fixtures" / "containerd-root"

@@ -18,9 +18,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 import evstore
-import evstore.compact
+import evstore._ops.compact
 from evstore import ContainerMetadata, ContainerStatus
-from evstore.cli import main
+from evstore._cli.main import main
 
 EVSTORE = str(Path(sys.executable).with_name("evstore"))
 FIXTURE = Path(__file__).parent / "fixtures" / "containerd-root"
@@ -99,7 +99,7 @@ def test_ctrl_c_in_a_command_is_one_line_and_exit_130(
     def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(evstore.store.Store, "__init__", interrupted)
+    monkeypatch.setattr(evstore._store.store.Store, "__init__", interrupted)
     result = invoke("ls", tmp_path)
     assert (result.exit_code, result.stdout, result.stderr) == (130, "", "interrupted\n")
 
@@ -155,16 +155,16 @@ def test_ctrl_c_during_compact_finishes_the_swap_then_exits_130(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = make_store(tmp_path / "s", 200)
-    real = evstore.compact.compact
+    real = evstore._ops.compact.compact
 
     def interrupted_midway(
         path: Path, drop_before: int | None = None
-    ) -> evstore.compact.CompactReport:
+    ) -> evstore._ops.compact.CompactReport:
         os.kill(os.getpid(), signal.SIGINT)  # while the work runs in its thread
         time.sleep(0.2)  # the main thread handles it now, not after the copy
         return real(path, drop_before)
 
-    monkeypatch.setattr(evstore.compact, "compact", interrupted_midway)
+    monkeypatch.setattr(evstore._ops.compact, "compact", interrupted_midway)
     result = invoke("compact", store)
     assert result.exit_code == 130
     assert result.stderr == "interrupted: finishing the compaction in progress, then exiting\n"

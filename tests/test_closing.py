@@ -15,7 +15,7 @@ import pytest
 
 import evstore
 from evstore import ContainerMetadata, ContainerStatus
-from evstore.store import abandon
+from evstore._store.store import abandon
 
 
 def bump(status: ContainerStatus) -> ContainerStatus:

@@ -12,9 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import evstore
-from evstore.bench import runner
-from evstore.commit import Committer
-from evstore.snapshots import Write
+from evstore._bench import runner
+from evstore._storage.commit import Committer
+from evstore._storage.snapshots import Write
 
 
 def _until(condition: Callable[[], bool], committer: Committer) -> None:

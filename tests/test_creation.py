@@ -12,8 +12,8 @@ import pytest
 
 import evstore
 from evstore import ContainerMetadata, ContainerStatus
-from evstore.compact import compact
-from evstore.verify import check_in_process
+from evstore._ops.compact import compact
+from evstore._ops.verify import check_in_process
 
 NOBODY = 65534
 FILES = ("data.mdb", "lock.mdb", "writer.lock")

@@ -1,4 +1,4 @@
-"""``evstore.cri`` and ``evstore record`` against a real containerd (tests/cri_node.py).
+"""``evstore._views.cri`` and ``evstore record`` against a real containerd (tests/cri_node.py).
 
 One private containerd serves the module; each test has its own store and its own pods, and
 looks only at its own ids (a recorder sees every pod of the node).
@@ -23,8 +23,8 @@ from cri_node import IMAGE, Node, running_node, wait_for_file
 
 import evstore
 from evstore import ContainerMetadata, ContainerState, ContainerStatus, SandboxState
-from evstore.cli import main
-from evstore.cri import Recorder, SyncReport
+from evstore._cli.main import main
+from evstore._views.cri import Recorder, SyncReport
 
 
 def _containerd_missing() -> str | None:
@@ -71,7 +71,7 @@ def recorder_process(path: Path, node: Node, log: Path) -> subprocess.Popen[byte
     """``evstore record`` following ``node``: stderr to ``log``, stdout to ``log.out``."""
     with log.open("ab") as err, log.with_suffix(".out").open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "evstore.cli", "record", str(path), "--cri", node.endpoint,
+            [sys.executable, "-m", "evstore", "record", str(path), "--cri", node.endpoint,
              "--interval", "0.05"],
             stdout=out, stderr=err,
         )
@@ -317,7 +317,7 @@ def test_cli_record_once_pods_and_history(node: Node, store_path: Path) -> None:
 
 
 def test_cli_record_says_which_extra_to_install(tmp_path: Path) -> None:
-    code = ("import sys; sys.modules['cri_api'] = None; from evstore.cli import main; "
+    code = ("import sys; sys.modules['cri_api'] = None; from evstore._cli.main import main; "
             "main(['record', sys.argv[1], '--cri', '/nonexistent.sock', '--once'])")
     done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "s")],
                           capture_output=True, text=True)
@@ -333,7 +333,7 @@ def test_a_runtime_that_does_not_answer_fails_the_sync_and_deletes_nothing(
     pod = node.run_pod("down")
     sync(store_path, node)
     gone = subprocess.run(
-        [sys.executable, "-m", "evstore.cli", "record", str(store_path), "--cri",
+        [sys.executable, "-m", "evstore", "record", str(store_path), "--cri",
          str(tmp_path / "no.sock"), "--once"], capture_output=True, text=True,
     )
     assert gone.returncode == 1

@@ -193,7 +193,7 @@ def test_an_lmdb_file_that_is_no_store_is_refused_and_let_go(tmp_path: Path) -> 
     for readonly in (False, True):
         with pytest.raises(evstore.CorruptStoreError, match="missing databases"):
             evstore.open(tmp_path / "lmdb", readonly=readonly, probe=False)
-        assert evstore.log._registry == {}  # its environment was closed again
+        assert evstore._storage.log._registry == {}  # its environment was closed again
     with lmdb.open(str(tmp_path / "lmdb")) as env, env.begin() as txn:
         assert txn.get(b"k") == b"v"  # and left as it was
 
@@ -214,7 +214,7 @@ def test_records_carry_checksums(store_path: Path) -> None:
 
 _PROBE = """
 import sys, evstore
-from evstore.verify import verify
+from evstore._ops.verify import verify
 try:
     with evstore.open(sys.argv[1], probe=True) as store:
         print("opened", len(store.load_report.unknown))
@@ -260,7 +260,7 @@ def test_feeds_go_past_a_page_with_damaged_records(store_path: Path) -> None:
     """A damaged record inside a page must not end ``events()`` or stall ``subscribe()``."""
     import anyio
 
-    from evstore import audit
+    from evstore._storage import audit
 
     with evstore.open(store_path, probe=False) as store:
         entry = store.containers.add(ContainerMetadata(id="c"), ContainerStatus(created_at=1))

@@ -14,10 +14,10 @@ from test_ship import assert_shipped
 
 import evstore
 from evstore import ContainerMetadata, ContainerStatus
-from evstore.codec import index_key
-from evstore.replay import states_at
-from evstore.shipping import ship
-from evstore.verify import verify
+from evstore._core.codec import index_key
+from evstore._fleet.shipping import ship
+from evstore._history.replay import states_at
+from evstore._ops.verify import verify
 
 
 def build(path: Path) -> None:

@@ -37,7 +37,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from evstore.pgserver import PgServer, create_database
+from evstore._fleet.pgserver import PgServer, create_database
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]

@@ -14,20 +14,20 @@ import msgspec
 import pytest
 
 import evstore
-import evstore.errors
-from evstore.bench import BenchConfig
-from evstore.containerd import decode_status
-from evstore.importer import StatusError
-from evstore.pgserver import ServerError
-from evstore.times import parse_age, parse_time
+import evstore._core.errors
+from evstore._bench import BenchConfig
+from evstore._core.times import parse_age, parse_time
+from evstore._fleet.pgserver import ServerError
+from evstore._views.containerd import decode_status
+from evstore._views.importer import StatusError
 
 ROOT = Path(__file__).resolve().parent.parent
 # exception classes defined outside errors.py, and why a user never gets them
 INTERNAL = {
-    "evstore.cli.UserError": "click shows it as one error line and exits",
-    "evstore.cli.UsageFailure": "click shows it as one error line and exits",
-    "evstore.cli.Interrupted": "click shows it as one line and exits 130",
-    "evstore.codec.RecordError": "a damaged record: readers skip it and verify reports it",
+    "evstore._cli.main.UserError": "click shows it as one error line and exits",
+    "evstore._cli.main.UsageFailure": "click shows it as one error line and exits",
+    "evstore._cli.main.Interrupted": "click shows it as one line and exits 130",
+    "evstore._core.codec.RecordError": "a damaged record: readers skip it and verify reports it",
 }
 
 
@@ -48,7 +48,7 @@ def test_every_exception_class_is_an_exported_evstore_error() -> None:
             if value.__module__ != name or attr != value.__name__:
                 continue  # imported or an alias (containerd.StatusError)
             qualified = f"{name}.{attr}"
-            if name == "evstore.errors":
+            if name == "evstore._core.errors":
                 assert issubclass(value, evstore.EvstoreError), qualified
                 assert attr in evstore.__all__ and getattr(evstore, attr) is value, qualified
             elif qualified not in INTERNAL:
@@ -121,6 +121,6 @@ def test_errors_raised_while_handling_another_keep_it_as_their_cause() -> None:
 
 
 def test_errors_module_documents_every_class() -> None:
-    for name, value in inspect.getmembers(evstore.errors, inspect.isclass):
-        if value.__module__ == "evstore.errors":
+    for name, value in inspect.getmembers(evstore._core.errors, inspect.isclass):
+        if value.__module__ == "evstore._core.errors":
             assert value.__doc__, name

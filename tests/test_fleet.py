@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner, Result
 from test_ship import make_store
 
-import evstore.cli
-from evstore.shipping import ship
+import evstore._cli.main
+from evstore._fleet.shipping import ship
 
 # the README's "exited with OOMKilled in the last hour across nodes"
 OOM_QUERY = """
@@ -25,7 +25,7 @@ order by time desc
 
 
 def fleet(*args: object) -> Result:
-    return CliRunner().invoke(evstore.cli.main, ["fleet", *map(str, args)])
+    return CliRunner().invoke(evstore._cli.main.main, ["fleet", *map(str, args)])
 
 
 def ok(*args: object) -> str:

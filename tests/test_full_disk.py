@@ -7,7 +7,7 @@ from pathlib import Path
 from crash import Worker
 
 import evstore
-from evstore.verify import verify
+from evstore._ops.verify import verify
 
 
 def test_writes_fail_cleanly_and_recover(store_path: Path) -> None:

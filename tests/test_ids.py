@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 import evstore
 from evstore import ContainerMetadata, ContainerStatus, SandboxMetadata, SandboxStatus
-from evstore.cli import main
+from evstore._cli.main import main
 
 FULL = "3f2a9c01" + "e" * 56  # a 64-hex id, as containerd makes them
 OTHER = "3f2b7d55" + "a" * 56

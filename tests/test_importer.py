@@ -17,7 +17,7 @@ from evstore import (
     LinuxContainerResources,
     WindowsContainerResources,
 )
-from evstore.importer import StatusError, decode_status, import_containerd
+from evstore._views.importer import StatusError, decode_status, import_containerd
 
 FIXTURE = Path(__file__).parent / "fixtures" / "containerd-root"
 IDS = ["3f2a9c01", "7be1d2aa", "c0ffee42", "deadbeef"]
@@ -185,7 +185,7 @@ def test_what_is_not_a_cri_root_is_refused_and_nothing_written(
 def test_cli_refuses_a_wrong_root_in_one_line(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from evstore.cli import main
+    from evstore._cli.main import main
 
     (tmp_path / "empty").mkdir()
     done = CliRunner().invoke(main, ["import-containerd", str(tmp_path / "empty"),

@@ -22,8 +22,8 @@ KNOWN_CYCLES = {
     # its helpers (BenchConfig, Measure, the store builders): to break when the bench's
     # shared parts move to a module of their own
     frozenset({
-        "evstore.bench.runner", "evstore.bench.peer", "evstore.bench.fleet",
-        "evstore.bench.operator", "evstore.bench.floors",
+        "evstore._bench.runner", "evstore._bench.peer", "evstore._bench.fleet",
+        "evstore._bench.operator", "evstore._bench.floors",
     }),
 }
 
@@ -124,3 +124,47 @@ def test_no_new_import_cycles_and_known_ones_only_shrink() -> None:
 def test_the_cycle_finder_finds_a_cycle() -> None:
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert cycles(graph) == {frozenset({"a", "b", "c"})}
+
+
+# the layers, from the data's path up: a module may import its own layer and those below
+LAYERS = [
+    "evstore._core", "evstore._storage", "evstore._history", "evstore._ops", "evstore._views",
+    "evstore._store", "evstore._fleet", "evstore", "evstore._bench", "evstore._cli",
+    "evstore.__main__",
+]
+
+
+def layer(name: str) -> int:
+    """The rank of a module's layer; the public modules (``evstore.aio``, ...) sit on the
+    private ones and under the command line."""
+    for rank in range(len(LAYERS) - 1, -1, -1):
+        prefix = LAYERS[rank]
+        if name == prefix or (prefix != "evstore" and name.startswith(prefix + ".")):
+            return rank
+    return LAYERS.index("evstore")
+
+
+def test_dependencies_point_down_the_layers() -> None:
+    upward = sorted(
+        f"{name} -> {found}" for name in MODULES for found in imports(name)
+        if layer(found) > layer(name)
+    )
+    assert upward == []
+
+
+def test_only_storage_imports_lmdb() -> None:
+    importers = sorted(
+        name for name, path in MODULES.items()
+        if any(
+            (isinstance(node, ast.Import) and any(a.name == "lmdb" for a in node.names))
+            or (isinstance(node, ast.ImportFrom) and node.module == "lmdb")
+            for node in ast.walk(ast.parse(path.read_text()))
+        )
+    )
+    assert importers and all(name.startswith("evstore._storage.") for name in importers)
+
+
+def test_the_layer_check_sees_an_upward_import() -> None:
+    assert layer("evstore._storage.log") < layer("evstore._views.pods")
+    assert layer("evstore.aio") > layer("evstore._store.aio")
+    assert layer("evstore._cli.main") > layer("evstore.aio")

@@ -11,9 +11,9 @@ from damage import eno_of, records, rewrite
 
 import evstore
 from evstore import ContainerMetadata, ContainerStatus
-from evstore.codec import snapshot_key
-from evstore.store import abandon
-from evstore.verify import check_in_process
+from evstore._core.codec import snapshot_key
+from evstore._ops.verify import check_in_process
+from evstore._store.store import abandon
 
 
 def _pid(pid: int):  # type: ignore[no-untyped-def]

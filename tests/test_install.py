@@ -16,9 +16,9 @@ import pytest
 from click.testing import CliRunner
 
 import evstore
-from evstore import _extras
-from evstore.cli import main
-from evstore.store import TUNING_DEFAULTS
+from evstore._cli.main import main
+from evstore._core import extras as _extras
+from evstore._store.store import TUNING_DEFAULTS
 
 ROOT = Path(__file__).resolve().parent.parent
 HEAVY = ("psycopg", "rich", "click", "grpc")
@@ -36,22 +36,23 @@ def loaded_after(code: str) -> set[str]:
 def test_import_evstore_loads_no_driver_cli_or_store() -> None:
     loaded = loaded_after("import evstore")
     assert sorted(m for m in loaded if m.startswith(HEAVY)) == []
-    assert "lmdb" not in loaded and "evstore.store" not in loaded  # loaded on first use
+    assert "lmdb" not in loaded and "evstore._store.store" not in loaded  # loaded on first use
 
 
 def test_the_command_line_loads_only_click_until_a_command_runs() -> None:
-    loaded = loaded_after("import evstore.cli")
+    loaded = loaded_after("import evstore._cli.main")
     assert {m.split(".")[0] for m in loaded} & {"psycopg", "rich", "lmdb", "msgspec"} == set()
     assert sorted(m for m in loaded if m.startswith("evstore.")) == [
-        "evstore._extras", "evstore.cli", "evstore.cli_record", "evstore.errors",
-        "evstore.states", "evstore.times",
+        "evstore._cli", "evstore._cli.main", "evstore._cli.record", "evstore._core",
+        "evstore._core.errors", "evstore._core.extras", "evstore._core.states",
+        "evstore._core.times",
     ]
 
 
 def test_public_names_load_on_first_use() -> None:
     for name in evstore.__all__:
         assert getattr(evstore, name) is not None, name
-    from evstore.store import Store
+    from evstore._store.store import Store
 
     assert evstore.Store is Store
     assert set(evstore.__all__) <= set(dir(evstore))
@@ -154,6 +155,6 @@ def test_importing_a_fleet_module_without_psycopg_names_the_extra(module: str) -
         [sys.executable, "-c", code], capture_output=True, text=True, check=True,
     ).stdout
     assert out == (
-        f"MissingExtraError: {module} needs the fleet extra (psycopg is not installed):"
+        "MissingExtraError: evstore.fleet needs the fleet extra (psycopg is not installed):"
         f" {_extras.install_hint('fleet')}\n"
     )

@@ -9,7 +9,7 @@ import psycopg
 
 import evstore
 from evstore import ContainerMetadata, ContainerStatus
-from evstore.shipping import ship
+from evstore._fleet.shipping import ship
 
 README = Path(__file__).parent.parent / "README.md"
 

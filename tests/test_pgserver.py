@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from evstore import pgserver
+from evstore._fleet import pgserver
 
 
 def _path_only(monkeypatch: pytest.MonkeyPatch, bindir: Path) -> None:

@@ -27,8 +27,8 @@ from evstore import (
     SandboxStatus,
     build_pod_full_name,
 )
-from evstore.pods import CONTAINER_STATES, SANDBOX_STATES
-from evstore.store import abandon
+from evstore._store.store import abandon
+from evstore._views.pods import CONTAINER_STATES, SANDBOX_STATES
 
 EVSTORE = str(Path(sys.executable).with_name("evstore"))
 

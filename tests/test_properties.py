@@ -15,10 +15,10 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 import evstore
 from evstore import ContainerMetadata, ContainerStatus, SandboxMetadata, SandboxState, SandboxStatus
-from evstore.compact import compact
-from evstore.states import check_move
-from evstore.store import abandon
-from evstore.verify import check_in_process
+from evstore._core.states import check_move
+from evstore._ops.compact import compact
+from evstore._ops.verify import check_in_process
+from evstore._store.store import abandon
 
 IDS = st.sampled_from(["a", "ab", "b", "c"])
 KINDS = st.sampled_from(["containers", "sandboxes"])

@@ -20,7 +20,7 @@ from evstore import (
     HugepageLimit,
     LinuxContainerResources,
 )
-from evstore.verify import verify
+from evstore._ops.verify import verify
 
 METADATA = ContainerMetadata(
     id="c", name="web", config=ContainerConfig(name="web", labels={"app": "web"})

@@ -13,16 +13,16 @@ from damage import records, rewrite
 
 import evstore
 from evstore import ContainerMetadata, ContainerStatus, SandboxMetadata, SandboxStatus
-from evstore.compact import compact
-from evstore.retention import base_key
-from evstore.store import abandon
+from evstore._ops.compact import compact
+from evstore._storage.retention import base_key
+from evstore._store.store import abandon
 
 FEW_SNAPSHOTS = {"snapshot_every": 1_000_000, "checkpoint_every": 1_000_000_000}
 # the live entries when the store is left, with their pids
 EXPECTED = {"c0": 3, "c1": 5, "c2": 3, "c3": 0, "s0": 42}
 
 
-def _pid(entry: evstore.store.Entry, pid: int) -> None:  # type: ignore[name-defined]
+def _pid(entry: evstore._store.store.Entry, pid: int) -> None:  # type: ignore[name-defined]
     entry.status.update_sync(lambda s: msgspec.structs.replace(s, pid=pid))
 
 

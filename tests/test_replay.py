@@ -21,7 +21,7 @@ from evstore import (
     SandboxStatus,
     WindowsContainerResources,
 )
-from evstore.replay import states_at
+from evstore._history.replay import states_at
 
 RESOURCES = ContainerResources(
     linux=LinuxContainerResources(
@@ -107,7 +107,7 @@ def test_a_container_and_a_sandbox_sharing_an_id_is_ambiguous(
     store: evstore.Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # only a store written before ids were one space for both kinds can hold this
-    monkeypatch.setattr(evstore.entries.Entries, "_holds", lambda self, ident: False)
+    monkeypatch.setattr(evstore._store.entries.Entries, "_holds", lambda self, ident: False)
     store.containers.add(ContainerMetadata(id="x"), ContainerStatus(created_at=1))
     store.sandboxes.add(SandboxMetadata(id="x"), SandboxStatus(created_at=1))
     with pytest.raises(evstore.AmbiguousIDError):

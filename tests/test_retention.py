@@ -17,12 +17,12 @@ from test_pods import add_container, add_sandbox, restarts
 
 import evstore
 from evstore import ContainerMetadata, ContainerStatus, SandboxMetadata, SandboxStatus
-from evstore.compact import compact
-from evstore.errors import HistoryDroppedError, NotFoundError
-from evstore.replay import states_at
-from evstore.retention import base_key
-from evstore.store import abandon
-from evstore.verify import verify
+from evstore._core.errors import HistoryDroppedError, NotFoundError
+from evstore._history.replay import states_at
+from evstore._ops.compact import compact
+from evstore._ops.verify import verify
+from evstore._storage.retention import base_key
+from evstore._store.store import abandon
 
 EVSTORE = str(Path(sys.executable).with_name("evstore"))
 

@@ -26,11 +26,11 @@ from evstore import (
     SandboxState,
     SandboxStatus,
 )
-from evstore.compact import compact
-from evstore.pgserver import PgServer, create_database
-from evstore.render import state_name
-from evstore.replay import states_at
-from evstore.shipping import BatchReport, Hooks, ShipOptions, ship
+from evstore._cli.render import state_name
+from evstore._fleet.pgserver import PgServer, create_database
+from evstore._fleet.shipping import BatchReport, Hooks, ShipOptions, ship
+from evstore._history.replay import states_at
+from evstore._ops.compact import compact
 
 EVSTORE = str(Path(sys.executable).with_name("evstore"))
 

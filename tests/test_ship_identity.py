@@ -13,8 +13,8 @@ from test_ship import assert_shipped, count, evstore_cli, make_store, replace
 
 import evstore
 from evstore import FleetError
-from evstore.compact import compact
-from evstore.shipping import ship
+from evstore._fleet.shipping import ship
+from evstore._ops.compact import compact
 
 
 def test_a_store_has_a_lasting_identity(tmp_path: Path) -> None:

@@ -30,7 +30,7 @@ from evstore import (
     SandboxStatus,
     StoreLockedError,
 )
-from evstore.store import abandon
+from evstore._store.store import abandon
 
 replace = msgspec.structs.replace
 

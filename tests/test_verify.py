@@ -11,8 +11,8 @@ from damage import eno_of, event_key_of, flip_byte, records, rewrite
 
 import evstore
 from evstore import ContainerMetadata, ContainerStatus
-from evstore.codec import decode_snapshot, encode_payload, seal
-from evstore.verify import verify
+from evstore._core.codec import decode_snapshot, encode_payload, seal
+from evstore._ops.verify import verify
 
 
 def build(path: Path) -> None:

@@ -50,7 +50,7 @@ def hammer(path: str, threads: int) -> None:
     ]
     say("ready")
 
-    def run(entry: evstore.store.Entry) -> None:  # type: ignore[name-defined]
+    def run(entry: evstore._store.store.Entry) -> None:  # type: ignore[name-defined]
         for pid in range(1, 1_000_000):
             entry.status.update_sync(lambda s, pid=pid: msgspec.structs.replace(s, pid=pid))
             say("ack", entry.id, pid)
@@ -129,7 +129,7 @@ def full_index(path: str) -> None:
 
 
 def _indexed(store: evstore.Store) -> int:
-    from evstore.index import read_indexed
+    from evstore._storage.index import read_indexed
 
     with store._log.reading() as txn:
         return read_indexed(txn, store._log.dbs)

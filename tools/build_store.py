@@ -18,8 +18,8 @@ import msgspec
 
 import evstore
 from evstore import ContainerMetadata, ContainerResources, ContainerStatus, LinuxContainerResources
-from evstore.entries import Entry
-from evstore.inputs import positive_int
+from evstore._core.inputs import positive_int
+from evstore._store.entries import Entry
 
 SECOND = 1_000_000_000
 

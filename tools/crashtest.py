@@ -34,8 +34,8 @@ from rich.progress import Progress, TextColumn
 
 import evstore
 from evstore import ContainerMetadata, ContainerStatus
-from evstore.inputs import positive_int
-from evstore.verify import verify
+from evstore._core.inputs import positive_int
+from evstore._ops.verify import verify
 
 IDS_PER_WRITER = 6
 

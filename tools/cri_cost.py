@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from cri_node import Node, running_node
 
 import evstore
-from evstore.cri import Recorder, SyncReport
+from evstore._views.cri import Recorder, SyncReport
 
 POD_SIZE = 20
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -99,7 +99,7 @@ def lag(node: Node, path: Path, count: int, interval: float) -> None:
         for n in range(count)
     ]
     recorder = subprocess.Popen(
-        [sys.executable, "-m", "evstore.cli", "record", str(path), "--cri", node.endpoint,
+        [sys.executable, "-m", "evstore", "record", str(path), "--cri", node.endpoint,
          "--interval", str(interval)], stdout=subprocess.DEVNULL,
     )
     try:

@@ -47,7 +47,7 @@ import crashtest
 from crashtest import Expect, Totals, check, progress, run_writer
 from powercut_fs import CONTROL, MODES, PAGE, serve
 
-from evstore.inputs import positive_int
+from evstore._core.inputs import positive_int
 
 CONTROL_IDS = 4
 __all__ = ["MODES", "PAGE", "Mount", "fuse_missing", "mounted"]

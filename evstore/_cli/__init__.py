@@ -1,0 +1,1 @@
+"""The ``evstore`` command line (click), with its table and JSON rendering."""

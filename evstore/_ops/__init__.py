@@ -1,0 +1,1 @@
+"""Operations on a whole store file: verify (read-only check) and compact (rewrite)."""

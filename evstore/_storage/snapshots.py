@@ -1,0 +1,134 @@
+"""When to snapshot: every N events of an entry, and whatever keeps crash replay short.
+
+The store keeps one snapshot per entry (its fold at some seq) and a *checkpoint*
+position: every event at or before it is covered by its entry's snapshot, so opening
+replays only the log after the checkpoint. An entry whose events are not yet covered is
+*dirty*; the oldest dirty entry holds the checkpoint back, so it is snapshotted once the
+log has run ``checkpoint_every`` events past it. An entry loaded damaged is *pinned*: it
+holds the checkpoint at its damage until an update repairs it, so every open sees it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from itertools import chain
+
+import msgspec
+
+from evstore._core.codec import SNAPSHOT_TYPES, SnapshotRecord
+from evstore._core.events import Entity
+from evstore._core.model import Metadata, Status
+
+
+class Write(msgspec.Struct, eq=False, gc=False):
+    """One event on its way to disk, with what a snapshot taken right after it would hold."""
+
+    entity: Entity
+    eno: int
+    seq: int
+    time: int
+    payload: bytes
+    metadata: Metadata
+    status: Status
+    deleted: bool = False
+    sync: bool = True
+    repair: bool = False
+
+
+@dataclass(slots=True)
+class Dirty:
+    first: int  # position of its first event not covered by a snapshot
+    last: Write | None  # None while pinned by damage found at load
+    last_pos: int = 0
+    pinned: bool = False
+
+
+@dataclass(slots=True)
+class Plan:
+    snapshots: dict[int, tuple[Write, int]] = field(default_factory=dict)  # eno -> (write, pos)
+    checkpoint: int = 0
+
+
+def snapshot_record(write: Write, position: int) -> SnapshotRecord:
+    return SNAPSHOT_TYPES[write.entity](
+        seq=write.seq,
+        position=position,
+        time=write.time,
+        deleted=write.deleted,
+        metadata=write.metadata,  # type: ignore[arg-type]
+        status=write.status,  # type: ignore[arg-type]
+    )
+
+
+class SnapshotPolicy:
+    """Decides, for each batch, which snapshots go in its transaction and the new checkpoint."""
+
+    def __init__(
+        self, *, every: int, checkpoint_every: int, snap_seq: dict[int, int],
+        dirty: dict[int, Dirty], checkpoint: int,
+    ) -> None:
+        self.every = every
+        self.checkpoint_every = checkpoint_every
+        self.snap_seq = snap_seq
+        self.dirty = dirty  # in order of ``first``
+        self.checkpoint = checkpoint
+
+    def plan(self, items: list[Write], first_pos: int) -> Plan:
+        """Pure: nothing changes until ``applied`` is called after the commit succeeded."""
+        last: dict[int, tuple[Write, int]] = {}
+        new_first: dict[int, int] = {}
+        for offset, item in enumerate(items):
+            last[item.eno] = (item, first_pos + offset)
+            if item.eno not in self.dirty:
+                new_first.setdefault(item.eno, first_pos + offset)
+        plan = Plan()
+        for eno, (item, pos) in last.items():
+            if item.repair or (
+                not self._pinned(eno) and item.seq - self.snap_seq.get(eno, 0) >= self.every
+            ):
+                plan.snapshots[eno] = (item, pos)
+        last_pos = first_pos + len(items) - 1
+        plan.checkpoint = self._checkpoint(plan, last, new_first, last_pos, force=False)
+        return plan
+
+    def plan_all(self, last_pos: int) -> Plan:
+        """Snapshot every dirty entry (on a clean close), so the next open replays nothing."""
+        plan = Plan()
+        plan.checkpoint = self._checkpoint(plan, {}, {}, last_pos, force=True)
+        return plan
+
+    def _pinned(self, eno: int) -> bool:
+        dirty = self.dirty.get(eno)
+        return dirty is not None and dirty.pinned
+
+    def _checkpoint(
+        self, plan: Plan, last: dict[int, tuple[Write, int]], new_first: dict[int, int],
+        last_pos: int, *, force: bool,
+    ) -> int:
+        """Walk dirty entries oldest first, snapshotting those too far behind."""
+        # lazily: the walk mostly stops at the first entry, and there may be 100,000 dirty
+        order = chain(((eno, d.first) for eno, d in self.dirty.items()), new_first.items())
+        for eno, first in order:
+            if eno in plan.snapshots:
+                continue
+            if self._pinned(eno) or not (force or last_pos - first >= self.checkpoint_every):
+                return first - 1
+            plan.snapshots[eno] = last[eno] if eno in last else self._latest(eno)
+        return last_pos
+
+    def _latest(self, eno: int) -> tuple[Write, int]:
+        dirty = self.dirty[eno]
+        assert dirty.last is not None  # only pinned entries have none, and they are skipped
+        return dirty.last, dirty.last_pos
+
+    def applied(self, plan: Plan, items: list[Write], first_pos: int) -> None:
+        for offset, item in enumerate(items):
+            dirty = self.dirty.get(item.eno)
+            if dirty is None:
+                self.dirty[item.eno] = Dirty(first_pos + offset, item, first_pos + offset)
+            elif not dirty.pinned:
+                dirty.last, dirty.last_pos = item, first_pos + offset
+        for eno, (write, _pos) in plan.snapshots.items():
+            self.dirty.pop(eno, None)
+            self.snap_seq[eno] = write.seq
+        self.checkpoint = plan.checkpoint
