@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from importlib import import_module
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING
 
 from evstore._core.errors import (
     AlreadyExistsError,
@@ -33,6 +33,7 @@ from evstore._core.errors import (
     StoreNotFoundError,
     WriteError,
 )
+from evstore._store.tuning import Tuning
 
 if TYPE_CHECKING:
     from typing import Unpack
@@ -105,20 +106,9 @@ def __dir__() -> list[str]:
     return sorted([*globals(), *_LAZY, "__version__"])
 
 
-class Tuning(TypedDict, total=False):
-    """The tuning keywords of ``open`` and ``open_async`` (each an integer of at least 1)."""
-
-    map_size: int
-    snapshot_every: int
-    checkpoint_every: int
-    max_batch: int
-    max_pending: int
-    index_every: int
-
-
 def open(
     path: str | os.PathLike[str], *, readonly: bool = False, probe: bool = True,
-    **tuning: Unpack[Tuning],
+    mode: int = 0o600, **tuning: Unpack[Tuning],
 ) -> Store:
     """Open the store at ``path`` (creating it if missing, unless ``readonly``) and rebuild
     every entry from it. Use it as a context manager, or call ``close()``.
@@ -126,7 +116,10 @@ def open(
     ``readonly=True`` reads beside a running writer and never writes. An existing store is
     first loaded in a child process (``probe``), so that a file damaged badly enough to crash
     its reader raises ``CorruptStoreError`` instead of killing this process; ``probe=False``
-    skips that (about a quarter second) where such a crash is acceptable.
+    skips that where such a crash is acceptable.
+
+    A new store's files get ``mode`` (0600: its owner's alone; the directory 0700); a wider
+    one such as 0640 lets a group read it. An existing store's files keep their modes.
 
     Tuning keywords (integers of at least 1; the defaults suit most stores):
 
@@ -143,7 +136,7 @@ def open(
     """
     from evstore._store.store import Store
 
-    return Store(path, readonly=readonly, probe=probe, **tuning)
+    return Store(path, readonly=readonly, probe=probe, mode=mode, **tuning)
 
 
 __all__ = [

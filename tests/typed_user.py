@@ -20,7 +20,7 @@ def start(status: ContainerStatus) -> ContainerStatus:
 def sync_user(path: str) -> list[Event]:
     version: str = evstore.__version__
     assert version
-    with evstore.open(path, snapshot_every=128, max_batch=512) as store:
+    with evstore.open(path, mode=0o640, snapshot_every=128, max_batch=512) as store:
         entry = store.containers.add(ContainerMetadata(id="3f2a9c01"), ContainerStatus())
         status: ContainerStatus = entry.status.update_sync(start)
         state: ContainerState = status.state()
@@ -33,7 +33,7 @@ def sync_user(path: str) -> list[Event]:
 
 
 async def async_user(path: str) -> int:
-    async with evstore.open_async(path, readonly=True) as store:
+    async with evstore.open_async(path, readonly=True, map_size=1 << 30) as store:
         astore: evstore.AsyncStore = store
         entry = astore.containers.get("3f2a9c01")
         status: ContainerStatus = entry.status.get()

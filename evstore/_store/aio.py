@@ -18,7 +18,7 @@ import os
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, Generic, Protocol, TypeVar, cast
+from typing import Any, Generic, Protocol, TypeVar, Unpack, cast
 
 import anyio
 import anyio.lowlevel
@@ -33,6 +33,7 @@ from evstore._storage.commit import Batch
 from evstore._storage.recovery import LoadReport
 from evstore._store.entries import Entries, Entry, StatusStorage
 from evstore._store.store import Store, open_store
+from evstore._store.tuning import Tuning
 
 S = TypeVar("S", bound=ContainerStatus | SandboxStatus)
 M = TypeVar("M", bound=ContainerMetadata | SandboxMetadata)
@@ -322,10 +323,14 @@ class Subscription:
 
 @asynccontextmanager
 async def open_async(
-    path: str | os.PathLike[str], *, readonly: bool = False, probe: bool = True, **tuning: int
+    path: str | os.PathLike[str], *, readonly: bool = False, probe: bool = True,
+    mode: int = 0o600, **tuning: Unpack[Tuning],
 ) -> AsyncIterator[AsyncStore]:
-    """Open a store (as ``evstore.open`` does) for use from asyncio or trio."""
-    opener = functools.partial(open_store, path, readonly=readonly, probe=probe, **tuning)
+    """Open a store (as ``evstore.open`` does, with the same keywords) for use from asyncio
+    or trio."""
+    opener = functools.partial(
+        open_store, path, readonly=readonly, probe=probe, mode=mode, **tuning
+    )
     store = await anyio.to_thread.run_sync(opener)
     try:
         yield AsyncStore(store)
