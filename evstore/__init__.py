@@ -33,8 +33,6 @@ from evstore._core.errors import (
     StoreNotFoundError,
     WriteError,
 )
-from evstore._store.tuning import Tuning
-
 if TYPE_CHECKING:
     from typing import Unpack
 
@@ -56,6 +54,7 @@ if TYPE_CHECKING:
     from evstore._store.aio import AsyncStore, open_async
     from evstore._store.entries import Entries, Entry, StatusStorage
     from evstore._store.store import Store
+    from evstore._store.tuning import Tuning
     from evstore._views.pods import Pod, Pods, PodStatus, build_pod_full_name
 
     __version__: str
@@ -68,6 +67,7 @@ _LAZY = {
     "Entries": "_store.entries",
     "Entry": "_store.entries",
     "StatusStorage": "_store.entries",
+    "Tuning": "_store.tuning",
     "ContainerConfig": "_core.model",
     "ContainerMetadata": "_core.model",
     "ContainerResources": "_core.model",
