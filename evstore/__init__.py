@@ -33,6 +33,7 @@ from evstore._core.errors import (
     StoreNotFoundError,
     WriteError,
 )
+
 if TYPE_CHECKING:
     from typing import Unpack
 
