@@ -34,7 +34,8 @@ import asyncio
 import tempfile
 from pathlib import Path
 
-from evstore._bench import runner
+from evstore._bench.async_tasks import evstore_async_rate
+from evstore._bench.config import BenchConfig
 from evstore._bench.floors import (
     TASKS,
     asyncio_floor,
@@ -43,15 +44,17 @@ from evstore._bench.floors import (
     thread_handoff,
     update_cpu,
 )
+from evstore._bench.throughput import baseline_rate, evstore_rate
+from evstore._bench.workload import default_parent
 
 
-def free_rates(cfg: runner.BenchConfig, work: Path) -> tuple[float, float, float]:
+def free_rates(cfg: BenchConfig, work: Path) -> tuple[float, float, float]:
     """updates/s of `update` (1 writer), 1,000 async tasks and 64 threads, writing nothing."""
     with free_writer():
         return (
-            runner.evstore_rate(cfg, work / "free-update", 1, sync=False),
-            runner.evstore_async_rate(cfg, work / "free-async", TASKS),
-            runner.evstore_rate(cfg, work / "free-threads", 64, sync=True),
+            evstore_rate(cfg, work / "free-update", 1, sync=False),
+            evstore_async_rate(cfg, work / "free-async", TASKS),
+            evstore_rate(cfg, work / "free-threads", 64, sync=True),
         )
 
 
@@ -71,9 +74,9 @@ def main() -> None:
     if args.quick:
         args.seconds = 0.3
     rounds, n = (1, 2_000) if args.quick else (7, 50_000)
-    cfg = runner.BenchConfig(seconds=args.seconds, repeats=1)
+    cfg = BenchConfig(seconds=args.seconds, repeats=1)
     handoff = thread_handoff(n // 2) * 1e6  # first, while no thread of ours keeps a core awake
-    with tempfile.TemporaryDirectory(dir=runner.default_parent()) as tmp:
+    with tempfile.TemporaryDirectory(dir=default_parent()) as tmp:
         work = Path(tmp)
         rate, loop_us = asyncio.run(asyncio_floor(args.seconds))
         print(f"asyncio floor, {TASKS:,} tasks, one Event per batch: {rate:,.0f} updates/s, "
@@ -82,11 +85,11 @@ def main() -> None:
             print(f"in-memory part of status.update, {containers:,} containers: "
                   f"{update_cpu(work, containers, rounds, n):.2f} us of CPU per update")
         raw = lmdb_commits(work, args.seconds)
-        base = runner.baseline_rate(cfg, work / "baseline", 1)
+        base = baseline_rate(cfg, work / "baseline", 1)
         print(f"one writer: raw LMDB {raw:,.0f} synced commits/s, baseline {base:,.0f}/s: "
               f"{raw / base:.2f}x at best")
         update, tasks, threads = free_rates(cfg, work)
-        base64 = runner.baseline_rate(cfg, work / "baseline64", 64)
+        base64 = baseline_rate(cfg, work / "baseline64", 64)
         print(f"free writer (commits write nothing): update {update:,.0f}/s = "
               f"{update / base:.1f}x, {TASKS:,} async tasks {tasks:,.0f}/s = {tasks / base:.1f}x"
               f" (of the one-writer baseline), 64 threads {threads:,.0f}/s = "

@@ -36,13 +36,16 @@ from evstore._bench import (
     latency,
     operator,
     peer,
+    reopen,
     run,
-    runner,
     targets,
+    throughput,
+    workload,
 )
 from evstore._bench import plot as bench_plot
 from evstore._bench.baseline import STATUS_FILE, encode_status
-from evstore._bench.runner import Measure, Progress, make_measure
+from evstore._bench.config import Progress, Steps
+from evstore._bench.result import Measure, make_measure, reopen_growth
 from evstore._core.extras import install_hint
 
 REPO = Path(__file__).resolve().parent.parent
@@ -186,7 +189,7 @@ def test_peer_is_skipped_with_a_note_when_not_installed(
     cfg = BenchConfig(seconds=0.1, repeats=1, reopen_sizes=(10,), peer_reopen_sizes=(10,))
     notes: list[str] = []
     assert not peer.available()
-    assert peer.peer_measures(cfg, tmp_path, [], runner.Steps(0, None), notes.append) == []
+    assert peer.peer_measures(cfg, tmp_path, [], Steps(0, None), notes.append) == []
     assert notes == [f"peer skipped: {install_hint('peer')}"]
     assert peer.count_peer_steps(cfg) == 0
     assert count_steps(cfg) == count_steps(dataclasses.replace(cfg, peer=False))
@@ -200,33 +203,33 @@ def test_peer_durability_note_says_when_commits_are_not_fsyncd() -> None:
 
 
 def test_growth_without_reopen_measures_is_empty() -> None:
-    assert runner.reopen_growth([make_measure("update_sync_1", "x", "ops/s", [2.0], [1.0])]) == []
+    assert reopen_growth([make_measure("update_sync_1", "x", "ops/s", [2.0], [1.0])]) == []
 
 
 def test_killed_store_builder_reports_a_child_that_fails(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(runner, "_KILLED_CHILD", "import sys; sys.exit('no disk here')")
+    monkeypatch.setattr(reopen, "_KILLED_CHILD", "import sys; sys.exit('no disk here')")
     with pytest.raises(RuntimeError, match="no disk here"):
-        runner.build_killed(BenchConfig(), tmp_path / "killed", 5, runner.Steps(0, None))
+        reopen.build_killed(BenchConfig(), tmp_path / "killed", 5, Steps(0, None))
 
 
 def test_killed_reopen_opens_a_copy_each_time(tmp_path: Path) -> None:
     cfg = BenchConfig(events=3)
     expected = {
-        runner.container_id(i): msgspec.structs.replace(
-            runner.start(runner.created_status(i)), pid=1_001
+        workload.container_id(i): msgspec.structs.replace(
+            workload.start(workload.created_status(i)), pid=1_001
         )
         for i in range(4)
     }
-    assert expected == {runner.container_id(i): runner.final_status(i, 3) for i in range(4)}
+    assert expected == {workload.container_id(i): workload.final_status(i, 3) for i in range(4)}
     steps: list[str] = []
-    killed, _ = runner.build_killed(
-        cfg, tmp_path / "killed", 4, runner.Steps(0, lambda w, d, t: steps.append(w))
+    killed, _ = reopen.build_killed(
+        cfg, tmp_path / "killed", 4, Steps(0, lambda w, d, t: steps.append(w))
     )
     assert len(steps) == cfg.events  # the adds, then events - 1 rounds, passed on
-    first = runner.time_killed_reopen(killed, expected)
-    second = runner.time_killed_reopen(killed, expected)
+    first = reopen.time_killed_reopen(killed, expected)
+    second = reopen.time_killed_reopen(killed, expected)
     assert first[2] and second[2]  # every flushed update survived the kill
     assert first[1]["events_replayed"] == second[1]["events_replayed"] > 0
     assert sorted(os.listdir(tmp_path)) == ["killed"]  # the copies are gone
@@ -239,7 +242,7 @@ def test_operator_commands_against_the_script(tmp_path: Path) -> None:
     steps: list[str] = []
     notes: list[str] = []
     found = operator.operator_measures(
-        cfg, tmp_path, runner.Steps(0, lambda w, d, t: steps.append(w)), notes.append
+        cfg, tmp_path, Steps(0, lambda w, d, t: steps.append(w)), notes.append
     )
     assert [m.name for m in found] == ["operator_ls_8", "operator_pods_8", "operator_history_8"]
     assert len(steps) == operator.count_operator_steps(cfg) == 5 and notes == []
@@ -250,7 +253,7 @@ def test_operator_commands_against_the_script(tmp_path: Path) -> None:
     assert ls["output_lines"] == ls["script_output_lines"] == 8 + 1  # a header and a row each
     assert pods["output_lines"] == 1 + 6  # a header and the six running of two pods of four
     assert history["output_lines"] == 2 + 10  # title, header, ten events
-    assert ls["argv"][-1] == "ls" and history["argv"][-1] == runner.container_id(0)
+    assert ls["argv"][-1] == "ls" and history["argv"][-1] == workload.container_id(0)
     assert ls["script_same_as_ls"] is True
     assert 0 < ls["python_start_median"] == pods["python_start_median"]
     assert list(tmp_path.iterdir()) == []
@@ -262,7 +265,7 @@ def test_operator_rows_skipped_with_a_note_without_the_script(
     monkeypatch.setattr(operator, "SCRIPT", tmp_path / "no-such-script.py")
     cfg = BenchConfig(repeats=1, operator_containers=8)
     notes: list[str] = []
-    assert operator.operator_measures(cfg, tmp_path, runner.Steps(0, None), notes.append) == []
+    assert operator.operator_measures(cfg, tmp_path, Steps(0, None), notes.append) == []
     assert notes and notes[0].startswith("operator commands skipped")
     assert operator.count_operator_steps(cfg) == 0
 
@@ -277,12 +280,12 @@ def test_script_rejects_a_missing_directory(tmp_path: Path) -> None:
 
 def test_committer_records_each_commit_only_when_asked(tmp_path: Path) -> None:
     with evstore.open(tmp_path / "store") as store:
-        entries = runner._add_running(store, 3)
+        entries = workload.add_running(store, 3)
         assert store.committer.commit_samples is None  # off by default
         samples = store.committer.record_commits(limit=4)
         commits, events = store.committer.commits, store.committer.events
         for n in range(6):
-            entries[n % 3].status.update_sync(runner.bump_pid)
+            entries[n % 3].status.update_sync(workload.bump_pid)
         assert store.committer.commits - commits == 6
         assert store.committer.events - events == 6
         assert len(samples) == 4  # the last four of six
@@ -308,14 +311,14 @@ def test_latency_percentiles_by_nearest_rank() -> None:
 def test_targets_are_marked_met_or_missed() -> None:
     def rate(name: str, fraction: float) -> Measure:
         m = make_measure(name, name, "ops/s", [80.0], [1.0])
-        return runner.with_floors(m, [80.0 / fraction])
+        return throughput.with_floors(m, [80.0 / fraction])
 
     measures = [
         make_measure("reopen_1000", "reopen", "s", [0.9], [1.0]),
         make_measure("reopen_kill9_1000", "reopen", "s", [2.5], [1.0]),
         make_measure("operator_ls_1000", "ls", "s", [1.2], [1.0]),
         rate("update_1", 0.8), rate("update_sync_async_1000", 0.5),
-        runner.with_floors(make_measure("update_sync_64", "64", "ops/s", [10.0], [1.0]), [],
+        throughput.with_floors(make_measure("update_sync_64", "64", "ops/s", [10.0], [1.0]), [],
                            [0.01]),
     ]
     measures[-1].detail["latency"] = {"p99_over_commit": 3.5}
@@ -475,7 +478,7 @@ def _fake_result() -> BenchResult:
     env = {"filesystem": "ext4", "directory": "/tmp/x/y", "cpus": 2, "python": "3.11"}
     return BenchResult(
         {"repeats": 1, "seconds": 0.1, "events": 50}, env, measures, 1.0,
-        ["peer skipped: nothing"], runner.reopen_growth(measures), targets.checks(measures),
+        ["peer skipped: nothing"], reopen_growth(measures), targets.checks(measures),
     )
 
 
@@ -519,12 +522,12 @@ def _result_with_latency() -> BenchResult:
     run_figures = latency.run_figures([0.001, 0.002, 0.004], [(0.001, 20), (0.002, 40)])
     sync.detail["latency"] = latency.median_of_runs([run_figures])
     sync.detail["baseline_latency"] = latency.median_of_runs([latency.run_figures([0.01], None)])
-    runner.with_floors(sync, [1_800.0], [0.0005])
+    throughput.with_floors(sync, [1_800.0], [0.0005])
     measures = [sync, make_measure("reopen_9", "reopen", "s", [0.5], [2.0])]
     env = {"filesystem": "ext4", "directory": "/tmp/x/y", "cpus": 2, "python": "3.11"}
     return BenchResult(
         {"repeats": 1, "seconds": 0.1, "events": 50}, env, measures, 1.0, [],
-        runner.reopen_growth(measures), targets.checks(measures),
+        reopen_growth(measures), targets.checks(measures),
     )
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 import evstore._bench.fleet as fleet_module
-from evstore._bench import BenchConfig, BenchResult, count_steps, runner
+from evstore._bench import BenchConfig, BenchResult, count_steps
+from evstore._bench.config import Steps
 from evstore._bench.fleet import (
     FleetConfig,
     count_fleet_steps,
@@ -29,7 +30,7 @@ def test_fleet_ships_every_store_and_measures_ingest_and_lag(
     fleet = FleetConfig(stores=3, backlog=400, rate=60, seconds=0.5, repeats=2, batch=100)
     steps: list[str] = []
     runs = measure_fleet(
-        fleet, pg_server, tmp_path, runner.Steps(0, lambda what, done, total: steps.append(what))
+        fleet, pg_server, tmp_path, Steps(0, lambda what, done, total: steps.append(what))
     )
     assert len(steps) == 1 + fleet.repeats
     for n, run in enumerate(runs):
@@ -55,7 +56,7 @@ def test_fleet_figure_is_off_unless_asked_and_on_in_quick_and_full(tmp_path: Pat
     cfg = BenchConfig(seconds=0.1, repeats=1, reopen_sizes=(10,))
     notes: list[str] = []
     assert cfg.fleet_stores == 0 and count_fleet_steps(cfg) == 0
-    assert fleet_measures(cfg, tmp_path, runner.Steps(0, None), notes.append) == []
+    assert fleet_measures(cfg, tmp_path, Steps(0, None), notes.append) == []
     assert notes == []
     assert BenchConfig.quick().fleet_stores == BenchConfig.full().fleet_stores == 8
     on = dataclasses.replace(cfg, fleet_stores=8)
@@ -69,7 +70,7 @@ def test_fleet_is_skipped_with_a_note_without_postgresql(
     monkeypatch.setattr(fleet_module, "find_bindir", lambda: None)
     cfg = BenchConfig(seconds=0.1, repeats=1, reopen_sizes=(10,), fleet_stores=8)
     notes: list[str] = []
-    assert fleet_measures(cfg, tmp_path, runner.Steps(0, None), notes.append) == []
+    assert fleet_measures(cfg, tmp_path, Steps(0, None), notes.append) == []
     assert notes == ["fleet skipped: no PostgreSQL server binaries (apt-get install postgresql)"]
     assert count_fleet_steps(cfg) == 0
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import evstore
-from evstore._bench import runner
+from evstore._bench import workload
 from evstore._storage.commit import Committer
 from evstore._storage.snapshots import Write
 
@@ -35,20 +35,20 @@ def test_a_caller_waiting_for_room_is_not_overtaken_by_a_newcomer(tmp_path: Path
     and wakes A; newcomer B takes the lock first. B must queue behind A: before, B took
     the room A was woken for, and a flood of newcomers could keep A waiting for ever."""
     with evstore.open(tmp_path / "store", max_pending=2, max_batch=1) as store:
-        a_entry, b_entry, *fill = runner._add_running(store, 4)
+        a_entry, b_entry, *fill = workload.add_running(store, 4)
         committer = store.committer
         with committer._cond:
             committer._busy = True  # the writer thread takes nothing: this test is the writer
-        a = threading.Thread(target=a_entry.status.update, args=(runner.bump_pid,))
+        a = threading.Thread(target=a_entry.status.update, args=(workload.bump_pid,))
         helper: threading.Thread | None = None
         try:  # from here on, whatever fails, the finally gives the writer back
             for entry in fill:  # the queue is full: two events
-                entry.status.update(runner.bump_pid)
+                entry.status.update(workload.bump_pid)
             a.start()
             waiting = committer._space._waiters  # type: ignore[attr-defined]
             _until(lambda: len(waiting) == 1, committer)
             b_status = b_entry.status
-            b_write = b_status._prepare_change(runner.bump_pid, sync=False).write  # B's event
+            b_write = b_status._prepare_change(workload.bump_pid, sync=False).write  # B's event
             assert b_write is not None
 
             def writer_makes_room_after_a() -> None:  # once A is in, room for B too

@@ -17,15 +17,7 @@ import evstore
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "evstore"
 
-KNOWN_CYCLES = {
-    # the runner imports its peer, fleet, operator and floor rows in functions; they import
-    # its helpers (BenchConfig, Measure, the store builders): to break when the bench's
-    # shared parts move to a module of their own
-    frozenset({
-        "evstore._bench.runner", "evstore._bench.peer", "evstore._bench.fleet",
-        "evstore._bench.operator", "evstore._bench.floors",
-    }),
-}
+KNOWN_CYCLES: set[frozenset[str]] = set()
 
 
 def module_name(path: Path) -> str:

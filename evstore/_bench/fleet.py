@@ -32,16 +32,9 @@ from typing import IO, TYPE_CHECKING, Any
 
 import evstore
 from evstore import ContainerMetadata, ContainerStatus
-from evstore._bench.runner import (
-    BenchConfig,
-    Measure,
-    Steps,
-    bump_pid,
-    container_id,
-    created_status,
-    scratch,
-    start,
-)
+from evstore._bench.config import BenchConfig, Steps
+from evstore._bench.result import Measure
+from evstore._bench.workload import bump_pid, container_id, created_status, scratch, start
 from evstore._core.errors import BenchError
 from evstore._core.extras import install_hint, missing
 from evstore._fleet.pgserver import PgServer, create_database, find_bindir, throwaway_server

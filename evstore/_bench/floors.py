@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import evstore
+from evstore._bench.workload import add_running, bump_pid
 from evstore._storage.commit import Batch, Committer
 from evstore._storage.rawcommits import lmdb_commits as lmdb_commits  # its floor row
 
@@ -123,10 +124,8 @@ async def asyncio_floor(seconds: float) -> tuple[float, float]:
 
 def update_cpu(work: Path, containers: int, rounds: int = 7, n: int = 50_000) -> float:
     """Least thread CPU per ``status.update`` over ``rounds``, the queue a no-op (µs)."""
-    from evstore._bench import runner
-
     with evstore.open(work / f"update-{containers}") as store:
-        entries = runner._add_running(store, containers)
+        entries = add_running(store, containers)
         committer: Any = store.committer
         sink = Batch()
         real = committer.submit
@@ -136,7 +135,7 @@ def update_cpu(work: Path, containers: int, rounds: int = 7, n: int = 50_000) ->
             for _ in range(rounds):
                 t0 = time.thread_time()
                 for i in range(n):
-                    entries[i % containers].status.update(runner.bump_pid)
+                    entries[i % containers].status.update(bump_pid)
                 best = min(best, (time.thread_time() - t0) / n * 1e6)
                 sink.items.clear()
         finally:

@@ -31,14 +31,9 @@ from evstore import (
     LinuxContainerResources,
 )
 from evstore._bench.baseline import write_status_file
-from evstore._bench.runner import (
-    BenchConfig,
-    Measure,
-    Steps,
-    container_id,
-    created_status,
-    make_measure,
-)
+from evstore._bench.config import BenchConfig, Steps
+from evstore._bench.result import Measure, make_measure
+from evstore._bench.workload import container_id, created_status
 
 SCRIPT = Path(__file__).resolve().parent.parent.parent / "benchmarks" / "ls_files.py"
 POD_SIZE = 4  # containers per pod

@@ -25,15 +25,13 @@ from typing import Any
 import msgspec
 
 from evstore import ContainerStatus
-from evstore._bench.runner import (
-    BenchConfig,
-    Measure,
+from evstore._bench.config import BenchConfig, Steps
+from evstore._bench.result import Measure, make_measure
+from evstore._bench.workload import (
     Op,
-    Steps,
     container_id,
     created_status,
     final_status,
-    make_measure,
     partition,
     scratch,
     start,

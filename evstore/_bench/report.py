@@ -12,7 +12,7 @@ from rich import box
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from evstore._bench.runner import BenchResult, Measure
+    from evstore._bench.result import BenchResult, Measure
 
 
 def extra_tables(result: BenchResult) -> list[Table]:

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from evstore._bench.runner import Measure
+    from evstore._bench.result import Measure
 
 Check = dict[str, Any]  # what, figure, op, limit, met (None: reported, no target)
 
