@@ -127,7 +127,7 @@ def update_cpu(work: Path, containers: int, rounds: int = 7, n: int = 50_000) ->
 
     with evstore.open(work / f"update-{containers}") as store:
         entries = runner._add_running(store, containers)
-        committer: Any = store.committer
+        committer: Any = store._writer
         sink = Batch()
         real = committer.submit
         committer.submit = lambda write: sink

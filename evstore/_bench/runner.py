@@ -93,7 +93,7 @@ class BenchConfig:
             *self.peer_threads, *self.peer_reopen_sizes,
         )
         if self.operator_containers < 0:
-            raise ValueError("operator_containers must not be negative")
+            raise InvalidInputError("operator_containers must not be negative")
         if any(n < 1 for n in counts):
             raise InvalidInputError(
                 "thread, task and writer counts and reopen sizes must be positive"
@@ -401,7 +401,7 @@ def evstore_sync_run(cfg: BenchConfig, path: Path, writers: int) -> Run:
     duration and size."""
     with scratch(path), evstore.open(path / "store") as store:
         entries = _add_running(store, max(cfg.pool, writers))
-        commits = store.committer.record_commits()
+        commits = store._writer.record_commits()
         rate, times = timed_throughput(_evstore_ops(entries, writers, True), cfg.seconds)
         return rate, run_figures(times, commits)
 
@@ -447,7 +447,7 @@ async def _async_rate(path: Path, containers: int, tasks: int, seconds: float) -
         entries = [store.containers.get(entry.id) for entry in added]
         counts = [0] * tasks
         times: list[list[float]] = [[] for _ in range(tasks)]
-        commits = store.sync.committer.record_commits()
+        commits = store.sync._writer.record_commits()
         t0 = time.perf_counter()
         async with anyio.create_task_group() as group:
             for i, mine in enumerate(partition(entries, tasks)):
