@@ -29,7 +29,8 @@ from evstore._core.model import (
 from evstore._history import ids, replay
 from evstore._storage import audit
 from evstore._storage.commit import Batch, Committer
-from evstore._storage.log import DEFAULT_MAP_SIZE, NEW_STORE_MODE, Log
+from evstore._storage.files import NEW_STORE_MODE
+from evstore._storage.log import DEFAULT_MAP_SIZE, Log
 from evstore._storage.probe import probe as probe_store
 from evstore._storage.recovery import LoadReport, Recovered, last_position, load
 from evstore._storage.snapshots import SnapshotPolicy, Write
@@ -328,7 +329,7 @@ def open_store(
     """Open (creating if missing, unless ``readonly``) and rebuild every entry.
 
     A store created here is private to its owner: files ``mode`` (0600), the directory
-    0700; a wider ``mode`` such as 0640 lets a group read it (see ``log.Modes``). An
+    0700; a wider ``mode`` such as 0640 lets a group read it (see ``files.Modes``). An
     existing store's files keep their modes.
 
     What opening reads of an existing store is first read in a child process (``probe``), so
