@@ -32,7 +32,7 @@ from evstore._storage import audit
 from evstore._storage.commit import Batch
 from evstore._storage.recovery import LoadReport
 from evstore._store.entries import Entries, Entry, StatusStorage
-from evstore._store.store import ReadOnlyNames, Store, open_store, set_name
+from evstore._store.store import Store, open_store, refuse_public_names, set_name
 
 S = TypeVar("S", bound=ContainerStatus | SandboxStatus)
 M = TypeVar("M", bound=ContainerMetadata | SandboxMetadata)
@@ -220,10 +220,11 @@ class AsyncEntries(Generic[S, M]):
             await self._wrap(entry).status.delete()
 
 
-class AsyncStore(ReadOnlyNames):
+class AsyncStore:
     """A store for asyncio and trio programs; see ``open_async``. Its public names are
     read-only, as ``Store``'s are."""
 
+    __setattr__ = refuse_public_names
     sync: Store  # the underlying store, for reads such as ``history``
     containers: AsyncEntries[ContainerStatus, ContainerMetadata]
     sandboxes: AsyncEntries[SandboxStatus, SandboxMetadata]

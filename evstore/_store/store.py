@@ -67,30 +67,33 @@ _forks = _Forks()
 os.register_at_fork(after_in_child=_forked)
 
 
-class ReadOnlyNames:
-    """Public names that cannot be set (``AttributeError``): no assignment can swap a
-    store's collections or path under its writer. They are set once, with ``set_name``."""
-
-    __slots__ = ()
-
-    def __setattr__(self, name: str, value: object) -> None:
-        if not name.startswith("_"):
-            raise AttributeError(f"{type(self).__name__}.{name} cannot be set")
-        object.__setattr__(self, name, value)
+def refuse_public_names(owner: object, name: str, value: object) -> None:
+    """``__setattr__`` of a class whose public names cannot be set (``AttributeError``): no
+    assignment can swap a store's collections or path under its writer. They are set
+    once, with ``set_name``."""
+    if not name.startswith("_"):
+        raise AttributeError(f"{type(owner).__name__}.{name} cannot be set")
+    object.__setattr__(owner, name, value)
 
 
-def set_name(owner: ReadOnlyNames, name: str, value: object) -> None:
+def set_name(owner: object, name: str, value: object) -> None:
     """Set one of the read-only public names (when its owner is made)."""
     object.__setattr__(owner, name, value)
 
 
-class Store(ReadOnlyNames):
+class Store:
     """An open store; use ``evstore.open``. Its public names are read-only."""
 
+    __setattr__ = refuse_public_names
+
     containers: Entries[ContainerStatus, ContainerMetadata]
+    """The containers (containerd's container store)."""
     sandboxes: Entries[SandboxStatus, SandboxMetadata]
+    """The pod sandboxes (containerd's sandbox store)."""
     path: Path
+    """The store's directory."""
     readonly: bool
+    """Opened with ``readonly=True``: it reads beside a writer and never writes."""
 
     def __init__(
         self, path: str | os.PathLike[str], *, readonly: bool = False, probe: bool = True,
