@@ -225,7 +225,8 @@ class AsyncStore:
     read-only, as ``Store``'s are."""
 
     __setattr__ = refuse_public_names
-    sync: Store  # the underlying store, for reads such as ``history``
+    sync: Store
+    """The underlying store, for reads such as ``history``."""
     containers: AsyncEntries[ContainerStatus, ContainerMetadata]
     sandboxes: AsyncEntries[SandboxStatus, SandboxMetadata]
 
