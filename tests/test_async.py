@@ -172,7 +172,7 @@ async def test_subscribe_replays_then_follows_without_gaps(store_path: Path) -> 
         assert [event.position for event in seen] == list(range(2, 15))
         assert [event.seq for event in seen] == list(range(2, 15))
         assert {event.type for event in seen} == {"updated"} and seen[-1].changes == {"pid": 13}
-        assert store.sync.committer._listeners == []  # leaving the loop released it
+        assert store.sync._writer._listeners == []  # leaving the loop released it
 
 
 async def test_subscription_aclose_and_readonly_feed(store_path: Path) -> None:

@@ -281,13 +281,13 @@ def test_script_rejects_a_missing_directory(tmp_path: Path) -> None:
 def test_committer_records_each_commit_only_when_asked(tmp_path: Path) -> None:
     with evstore.open(tmp_path / "store") as store:
         entries = workload.add_running(store, 3)
-        assert store.committer.commit_samples is None  # off by default
-        samples = store.committer.record_commits(limit=4)
-        commits, events = store.committer.commits, store.committer.events
+        assert store._writer.commit_samples is None  # off by default
+        samples = store._writer.record_commits(limit=4)
+        commits, events = store._writer.commits, store._writer.events
         for n in range(6):
             entries[n % 3].status.update_sync(workload.bump_pid)
-        assert store.committer.commits - commits == 6
-        assert store.committer.events - events == 6
+        assert store._writer.commits - commits == 6
+        assert store._writer.events - events == 6
         assert len(samples) == 4  # the last four of six
         assert all(seconds > 0 and size == 1 for seconds, size in samples)
 

@@ -36,7 +36,7 @@ def test_a_caller_waiting_for_room_is_not_overtaken_by_a_newcomer(tmp_path: Path
     the room A was woken for, and a flood of newcomers could keep A waiting for ever."""
     with evstore.open(tmp_path / "store", max_pending=2, max_batch=1) as store:
         a_entry, b_entry, *fill = workload.add_running(store, 4)
-        committer = store.committer
+        committer = store._writer
         with committer._cond:
             committer._busy = True  # the writer thread takes nothing: this test is the writer
         a = threading.Thread(target=a_entry.status.update, args=(workload.bump_pid,))

@@ -124,3 +124,52 @@ def test_errors_module_documents_every_class() -> None:
     for name, value in inspect.getmembers(evstore._core.errors, inspect.isclass):
         if value.__module__ == "evstore._core.errors":
             assert value.__doc__, name
+
+
+def test_a_containerd_root_of_the_wrong_type_is_invalid_input(store: evstore.Store) -> None:
+    from evstore.importer import import_containerd
+
+    with pytest.raises(evstore.InvalidInputError, match="root must be a str"):
+        import_containerd(None, store)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("dsn", "node", "what"), [
+    (None, "n1", "dsn must be a string"), ("host=/nowhere", 5, "node must be a string"),
+])
+def test_shipping_arguments_of_the_wrong_type_are_invalid_input(
+    store: evstore.Store, dsn: object, node: object, what: str
+) -> None:
+    pytest.importorskip("psycopg")
+    from evstore.fleet import ship_store
+
+    with pytest.raises(evstore.InvalidInputError, match=what):
+        ship_store(store, dsn, node)  # type: ignore[arg-type]
+
+
+def test_a_failing_operator_command_is_a_bench_error() -> None:
+    from evstore._bench.operator import timed
+
+    with pytest.raises(evstore.BenchError, match="failed"):
+        timed(["false"], {})
+
+
+def test_a_negative_operator_count_is_invalid_input() -> None:
+    with pytest.raises(evstore.InvalidInputError, match="operator_containers"):
+        BenchConfig(operator_containers=-1).check()
+
+
+def test_the_recorder_reads_a_missing_entry_as_none() -> None:
+    """It catches the store's own errors, not any ``KeyError`` (a bug would hide)."""
+    from evstore._views.cri import _current
+
+    class Entries:
+        def __init__(self, error: Exception) -> None:
+            self.error = error
+
+        def get(self, ident: str) -> object:
+            raise self.error
+
+    for error in (evstore.NotFoundError("c"), evstore.AmbiguousIDError("c")):
+        assert _current(Entries(error), "c") is None  # type: ignore[arg-type]
+    with pytest.raises(KeyError):
+        _current(Entries(KeyError("c")), "c")  # type: ignore[arg-type]

@@ -85,6 +85,18 @@ def _spoil_load_report(store: evstore.Store, entry: Any) -> None:
     store.load_report.loaded = 99
 
 
+def _spoil_pods(store: evstore.Store, entry: Any) -> None:
+    pod = store.pods(all=True)[0]
+    pod.containers[0].state = "spoiled"
+    pod.containers.clear()
+    store.pod_status(pod.id, pod.name, pod.namespace).container_statuses[0].exit_code = 9
+
+
+def _spoil_events(store: evstore.Store, entry: Any) -> None:
+    for event in store.events():
+        event.changes.clear()
+
+
 SPOILERS: dict[str, Callable[[evstore.Store, Any], None]] = {
     "entry.current": lambda store, entry: _spoil_status(entry.current),
     "status.get()": lambda store, entry: _spoil_status(entry.status.get()),
@@ -99,6 +111,9 @@ SPOILERS: dict[str, Callable[[evstore.Store, Any], None]] = {
     "history": _spoil_history,
     "status_at": _spoil_status_at,
     "load_report": _spoil_load_report,
+    "pods and pod_status": _spoil_pods,
+    "events": _spoil_events,
+    "stats": lambda store, entry: store.stats().clear(),
 }
 
 
@@ -106,7 +121,8 @@ def _seen(store: evstore.Store) -> tuple[Any, ...]:
     entry = store.containers.get("c")
     return (
         entry.status.get(), entry.metadata, store.history("c"), store.status_at("c", seq=1),
-        store.load_report.unknown, store.load_report.loaded,
+        store.load_report.unknown, store.load_report.loaded, store.pods(all=True),
+        list(store.events()), store.stats(),
     )
 
 
@@ -146,6 +162,4 @@ def test_an_entry_shows_only_its_public_face(store: evstore.Store) -> None:
 
 def test_collections_hide_what_changes_memory_without_an_event(store: evstore.Store) -> None:
     public = {name for name in dir(store.containers) if not name.startswith("_")}
-    assert public == {"add", "delete", "entity", "get", "list"}
-    with pytest.raises(AttributeError):
-        store.containers.entity = store.sandboxes.entity  # type: ignore[misc]
+    assert public == {"add", "delete", "get", "list"}

@@ -996,7 +996,7 @@ def test_batch_is_acknowledged_when_the_next_one_fails(store: Any) -> None:
     """The writer wakes a batch's callers while it puts the next batch: a failure of that
     next commit must not lose the first one's acknowledgement, nor report it."""
     first, second = add_c(store, "c1", RUNNING), add_c(store, "c2", RUNNING)
-    log = store.committer._log
+    log = store._writer._log
     real_write = log.write
     entered, go = threading.Event(), threading.Event()
     calls: list[int] = []
@@ -1016,10 +1016,10 @@ def test_batch_is_acknowledged_when_the_next_one_fails(store: Any) -> None:
 
     log.write = write
     change1 = first.status._prepare_change(setter(pid=11), sync=True)
-    batch1 = store.submit(change1.write)
+    batch1 = store._submit(change1.write)
     assert entered.wait(10)
     change2 = second.status._prepare_change(setter(pid=12), sync=True)
-    batch2 = store.submit(change2.write)
+    batch2 = store._submit(change2.write)
     second_done = threading.Event()
     batch2.on_done(second_done.set)
     go.set()

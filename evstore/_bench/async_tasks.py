@@ -43,7 +43,7 @@ async def _async_rate(path: Path, containers: int, tasks: int, seconds: float) -
         entries = [store.containers.get(entry.id) for entry in added]
         counts = [0] * tasks
         times: list[list[float]] = [[] for _ in range(tasks)]
-        commits = store.sync.committer.record_commits()
+        commits = store.sync._writer.record_commits()
         t0 = time.perf_counter()
         async with anyio.create_task_group() as group:
             for i, mine in enumerate(partition(entries, tasks)):

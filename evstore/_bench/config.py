@@ -55,7 +55,7 @@ class BenchConfig:
             *self.peer_threads, *self.peer_reopen_sizes,
         )
         if self.operator_containers < 0:
-            raise ValueError("operator_containers must not be negative")
+            raise InvalidInputError("operator_containers must not be negative")
         if any(n < 1 for n in counts):
             raise InvalidInputError(
                 "thread, task and writer counts and reopen sizes must be positive"

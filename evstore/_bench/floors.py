@@ -126,7 +126,7 @@ def update_cpu(work: Path, containers: int, rounds: int = 7, n: int = 50_000) ->
     """Least thread CPU per ``status.update`` over ``rounds``, the queue a no-op (µs)."""
     with evstore.open(work / f"update-{containers}") as store:
         entries = add_running(store, containers)
-        committer: Any = store.committer
+        committer: Any = store._writer
         sink = Batch()
         real = committer.submit
         committer.submit = lambda write: sink

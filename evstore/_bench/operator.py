@@ -24,6 +24,7 @@ import msgspec
 
 import evstore
 from evstore import (
+    BenchError,
     ContainerConfig,
     ContainerMetadata,
     ContainerResources,
@@ -120,7 +121,7 @@ def timed(argv: list[str], env: dict[str, str]) -> tuple[float, str]:
     seconds = time.perf_counter() - t0
     if done.returncode != 0:
         why = done.stderr.strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
-        raise RuntimeError(f"{' '.join(argv[-3:])} failed: {why[0]}")
+        raise BenchError(f"{' '.join(argv[-3:])} failed: {why[0]}")
     return seconds, done.stdout
 
 

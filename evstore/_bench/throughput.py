@@ -45,7 +45,7 @@ def evstore_sync_run(cfg: BenchConfig, path: Path, writers: int) -> Run:
     duration and size."""
     with scratch(path), evstore.open(path / "store") as store:
         entries = add_running(store, max(cfg.pool, writers))
-        commits = store.committer.record_commits()
+        commits = store._writer.record_commits()
         rate, times = timed_throughput(evstore_ops(entries, writers, True), cfg.seconds)
         return rate, run_figures(times, commits)
 

@@ -34,13 +34,13 @@ def since(value: Any) -> int:
     return integer("since", value, most=MAX_POSITION - 1)
 
 
-def path(value: Any) -> Path:
-    """A store's directory: a ``str`` or a path-like object that gives one."""
+def path(value: Any, name: str = "path") -> Path:
+    """A directory (a store's, by default): a ``str`` or a path-like object that gives one."""
     try:
         return Path(value)
     except TypeError as exc:
         raise InvalidInputError(
-            f"path must be a str or os.PathLike, not {type(value).__name__}"
+            f"{name} must be a str or os.PathLike, not {type(value).__name__}"
         ) from exc
 
 

@@ -149,10 +149,10 @@ def ship_store(
     once.
     """
     opts = options or ShipOptions()
-    if not node.strip():
+    if not inputs.text("node", node).strip():
         raise InvalidInputError("the node name must not be empty")
     inputs.integer("batch", opts.batch, least=1)
-    check_dsn(dsn)
+    check_dsn(inputs.text("dsn", dsn))
     report = ShipReport(node)
     delay = 0.0
     while not opts.stop.is_set():

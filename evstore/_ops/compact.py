@@ -42,8 +42,9 @@ from evstore._core.codec import (
 )
 from evstore._core.errors import CorruptStoreError, StoreAccessError, StoreLockedError
 from evstore._history.restarts import restart_seed
+from evstore._storage.files import fsync_path
 from evstore._storage.index import Positions
-from evstore._storage.log import Log, fsync_path
+from evstore._storage.log import Log
 from evstore._storage.recovery import Found, as_write, read_checkpoint, start_of_history, step
 from evstore._storage.retention import delete_base, put_base, put_floor, read_floor
 from evstore._storage.snapshots import snapshot_record

@@ -29,7 +29,7 @@ from typing import Literal
 import lmdb
 
 from evstore._core.errors import CorruptStoreError
-from evstore._storage.log import DB_NAMES, NEW_STORE_MODE, Modes, _check_path
+from evstore._storage.files import DB_NAMES, NEW_STORE_MODE, Modes, check_path
 
 # argv: lmdb's directory, the store's path, the scope, the database names; prints the
 # number of records of each database (-1: missing)
@@ -95,7 +95,7 @@ def probe(
     plain reads, as is a data file shorter than its header says).
     """
     store = Path(path)
-    _check_path(store, readonly=True, modes=Modes(NEW_STORE_MODE))  # reads: modes unused
+    check_path(store, readonly=True, modes=Modes(NEW_STORE_MODE))  # reads: modes unused
     names = [name.decode() for name in DB_NAMES]
     done = subprocess.run(
         [sys.executable, "-I", "-S", "-c", _WALK, _LMDB_HOME, str(store), scope, *names],

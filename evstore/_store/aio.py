@@ -32,7 +32,7 @@ from evstore._storage import audit
 from evstore._storage.commit import Batch
 from evstore._storage.recovery import LoadReport
 from evstore._store.entries import Entries, Entry, StatusStorage
-from evstore._store.store import Store, open_store
+from evstore._store.store import Store, open_store, refuse_public_names, set_name
 from evstore._store.tuning import Tuning
 
 S = TypeVar("S", bound=ContainerStatus | SandboxStatus)
@@ -143,7 +143,7 @@ class AsyncStatus(Generic[S]):
         try:
             write = storage._prepare_removal()
             if write is not None:
-                held = await self._loop.wait(self._store.submit(write))
+                held = await self._loop.wait(self._store._submit(write))
                 storage._finish_removal(write)
                 _reraise(held)
         finally:
@@ -158,11 +158,11 @@ class AsyncStatus(Generic[S]):
             change = storage._prepare_change(fn, sync=sync)
             held = None
             if change.write is not None:
-                batch = self._store.submit(change.write)
+                batch = self._store._submit(change.write)
                 if sync:
                     held = await self._loop.wait(batch)
             elif storage._needs_barrier(change):
-                held = await self._loop.wait(self._store.submit(None))
+                held = await self._loop.wait(self._store._submit(None))
             result = storage._finish_change(change)
             _reraise(held)
             return result
@@ -200,7 +200,7 @@ class AsyncEntries(Generic[S, M]):
     async def add(self, metadata: M, status: S) -> AsyncEntry[S, M]:
         entry, write = self._entries._prepare_add(metadata, status)
         try:
-            held = await self._loop.wait(self._store.submit(write))
+            held = await self._loop.wait(self._store._submit(write))
         except BaseException:
             self._entries._abort_add(entry)
             raise
@@ -222,17 +222,20 @@ class AsyncEntries(Generic[S, M]):
 
 
 class AsyncStore:
-    """A store for asyncio and trio programs; see ``open_async``."""
+    """A store for asyncio and trio programs; see ``open_async``. Its public names are
+    read-only, as ``Store``'s are."""
+
+    __setattr__ = refuse_public_names
+    sync: Store
+    """The underlying store, for reads such as ``history``."""
+    containers: AsyncEntries[ContainerStatus, ContainerMetadata]
+    sandboxes: AsyncEntries[SandboxStatus, SandboxMetadata]
 
     def __init__(self, store: Store) -> None:
-        self.sync = store  # the underlying store, for reads such as ``history``
-        self._loop = _Loop()
-        self.containers: AsyncEntries[ContainerStatus, ContainerMetadata] = AsyncEntries(
-            store.containers, self._loop, store
-        )
-        self.sandboxes: AsyncEntries[SandboxStatus, SandboxMetadata] = AsyncEntries(
-            store.sandboxes, self._loop, store
-        )
+        loop = self._loop = _Loop()
+        set_name(self, "sync", store)
+        set_name(self, "containers", AsyncEntries(store.containers, loop, store))
+        set_name(self, "sandboxes", AsyncEntries(store.sandboxes, loop, store))
 
     @property
     def load_report(self) -> LoadReport:
@@ -241,9 +244,9 @@ class AsyncStore:
     async def flush(self) -> None:
         """Make every earlier ``update`` durable."""
         store = self.sync
-        store.check_writable()
-        _reraise(await self._loop.wait(store.submit(None)))
-        store.committer.raise_async_error()
+        store._check_writable()
+        _reraise(await self._loop.wait(store._submit(None)))
+        store._writer.raise_async_error()
 
     def subscribe(self, since: int = 0) -> Subscription:
         """Every event with ``position > since``: stored ones first, then new ones as they land."""

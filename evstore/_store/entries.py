@@ -52,10 +52,10 @@ _RECORD_PARTS = (("`$[3]", "`status"), ("`$[4]", "`metadata"))
 class Backend(Protocol):
     """What entries need of their store."""
 
-    def check_writable(self) -> None: ...
-    def allocate_eno(self, entity: Entity, id: str) -> int: ...
-    def submit(self, write: Write) -> Batch: ...
-    def commit(self, write: Write | None) -> None: ...
+    def _check_writable(self) -> None: ...
+    def _allocate_eno(self, entity: Entity, id: str) -> int: ...
+    def _submit(self, write: Write) -> Batch: ...
+    def _commit(self, write: Write | None) -> None: ...
 
 
 def clone(status: S) -> S:
@@ -246,9 +246,9 @@ class StatusStorage(Generic[S, M]):
         try:
             change = self._prepare_change(fn, sync=sync)
             if change.write is not None:
-                (backend.commit if sync else backend.submit)(change.write)
+                (backend._commit if sync else backend._submit)(change.write)
             elif self._needs_barrier(change):
-                backend.commit(None)
+                backend._commit(None)
             return self._finish_change(change)
         finally:
             self._owner = 0
@@ -262,7 +262,7 @@ class StatusStorage(Generic[S, M]):
         """
         self._check_live()
         entries = self._entries
-        entries._backend.check_writable()
+        entries._backend._check_writable()
         if not callable(fn):
             raise InvalidInputError(f"the update fn must be callable, not {type(fn).__name__}")
         old = self._current
@@ -312,7 +312,7 @@ class StatusStorage(Generic[S, M]):
         try:
             write = self._prepare_removal()
             if write is not None:
-                self._entries._backend.commit(write)
+                self._entries._backend._commit(write)
                 self._finish_removal(write)
         finally:
             self._let_go()
@@ -321,7 +321,7 @@ class StatusStorage(Generic[S, M]):
         """The delete event, or None when already deleted; the caller holds ``self._lock``."""
         if self._deleted:
             return None
-        self._entries._backend.check_writable()
+        self._entries._backend._check_writable()
         return self._entries._make_write(
             self, Kind.DELETED, None, self._current, sync=True, repair=self._damaged, deleted=True
         )
@@ -362,15 +362,11 @@ class Entries(Generic[S, M]):
     def __len__(self) -> int:
         return len(self._live)
 
-    @property
-    def entity(self) -> Entity:
-        return self._entity
-
     def add(self, metadata: M, status: S) -> Entry[S, M]:
         """Add an entry; durable on return."""
         entry, write = self._prepare_add(metadata, status)
         try:
-            self._backend.commit(write)
+            self._backend._commit(write)
         except BaseException:
             self._abort_add(entry)
             raise
@@ -379,7 +375,7 @@ class Entries(Generic[S, M]):
     def _prepare_add(self, metadata: M, status: S) -> tuple[Entry[S, M], Write]:
         """Check, reserve the id, and build the created event (not yet visible)."""
         self._check_input(metadata, status)
-        self._backend.check_writable()
+        self._backend._check_writable()
         metadata, blank = _clone_metadata(metadata), self._status_type()
         status = _keep(status, blank)
         eno, seq = self._reserve(metadata.id)
@@ -470,7 +466,7 @@ class Entries(Generic[S, M]):
         if known is not None:
             return known
         try:  # the store refuses an id the other kind holds
-            return self._backend.allocate_eno(self._entity, ident), 0
+            return self._backend._allocate_eno(self._entity, ident), 0
         except BaseException:
             with self._lock:
                 self._adding.discard(ident)

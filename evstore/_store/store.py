@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -28,7 +29,8 @@ from evstore._core.model import (
 from evstore._history import ids, replay
 from evstore._storage import audit
 from evstore._storage.commit import Batch, Committer
-from evstore._storage.log import DEFAULT_MAP_SIZE, NEW_STORE_MODE, Log
+from evstore._storage.files import NEW_STORE_MODE
+from evstore._storage.log import DEFAULT_MAP_SIZE, Log
 from evstore._storage.probe import probe as probe_store
 from evstore._storage.recovery import LoadReport, Recovered, last_position, load
 from evstore._storage.snapshots import SnapshotPolicy, Write
@@ -65,28 +67,50 @@ _forks = _Forks()
 os.register_at_fork(after_in_child=_forked)
 
 
+def refuse_public_names(owner: object, name: str, value: object) -> None:
+    """``__setattr__`` of a class whose public names cannot be set (``AttributeError``): no
+    assignment can swap a store's collections or path under its writer. They are set
+    once, with ``set_name``."""
+    if not name.startswith("_"):
+        raise AttributeError(f"{type(owner).__name__}.{name} cannot be set")
+    object.__setattr__(owner, name, value)
+
+
+def set_name(owner: object, name: str, value: object) -> None:
+    """Set one of the read-only public names (when its owner is made)."""
+    object.__setattr__(owner, name, value)
+
+
 class Store:
-    """An open store; use ``evstore.open``."""
+    """An open store; use ``evstore.open``. Its public names are read-only."""
+
+    __setattr__ = refuse_public_names
 
     containers: Entries[ContainerStatus, ContainerMetadata]
+    """The containers (containerd's container store)."""
     sandboxes: Entries[SandboxStatus, SandboxMetadata]
+    """The pod sandboxes (containerd's sandbox store)."""
+    path: Path
+    """The store's directory."""
+    readonly: bool
+    """Opened with ``readonly=True``: it reads beside a writer and never writes."""
 
     def __init__(
         self, path: str | os.PathLike[str], *, readonly: bool = False, probe: bool = True,
         mode: int = NEW_STORE_MODE, **tuning: int,
     ):
-        self.tuning = _tuning(tuning)
-        self.path = inputs.path(path)
+        self._tuning = _checked_tuning(tuning)
+        set_name(self, "path", inputs.path(path))
         mode = inputs.file_mode(mode)
         if probe and os.path.exists(self.path / "data.mdb"):  # unreadable: Log says so
             probe_store(self.path)
-        self.readonly = readonly
+        set_name(self, "readonly", readonly)
         self._pid = os.getpid()
         self._generation = _forks.generation
         self._closed = False
         self._eno_lock = threading.Lock()
         self._log = Log(
-            self.path, readonly=readonly, map_size=self.tuning["map_size"], mode=mode
+            self.path, readonly=readonly, map_size=self._tuning["map_size"], mode=mode
         )
         try:
             recovered = load(self._log)
@@ -94,8 +118,9 @@ class Store:
             self._log.close()
             raise
         self._load_report = recovered.report
-        self.containers = Entries(self, Entity.CONTAINER, ContainerMetadata, ContainerStatus)
-        self.sandboxes = Entries(self, Entity.SANDBOX, SandboxMetadata, SandboxStatus)
+        containers = Entries(self, Entity.CONTAINER, ContainerMetadata, ContainerStatus)
+        set_name(self, "containers", containers)
+        set_name(self, "sandboxes", Entries(self, Entity.SANDBOX, SandboxMetadata, SandboxStatus))
         self._names: dict[int, tuple[Entity, str]] = {}
         self._next_eno = max(recovered.entries, default=0) + 1
         self._adopt(recovered)
@@ -137,21 +162,21 @@ class Store:
 
     def _start_committer(self, recovered: Recovered) -> Committer:
         policy = SnapshotPolicy(
-            every=self.tuning["snapshot_every"],
-            checkpoint_every=self.tuning["checkpoint_every"],
+            every=self._tuning["snapshot_every"],
+            checkpoint_every=self._tuning["checkpoint_every"],
             snap_seq=recovered.snap_seq,
             dirty=recovered.dirty,
             checkpoint=recovered.checkpoint,
         )
         return Committer(
             self._log, policy, recovered.last_pos,
-            max_batch=self.tuning["max_batch"], max_pending=self.tuning["max_pending"],
-            index_every=self.tuning["index_every"], unindexed=recovered.unindexed,
+            max_batch=self._tuning["max_batch"], max_pending=self._tuning["max_pending"],
+            index_every=self._tuning["index_every"], unindexed=recovered.unindexed,
         )
 
     # -- what entries need of their store (the ``Backend`` protocol) --
 
-    def check_writable(self) -> None:
+    def _check_writable(self) -> None:
         if self.readonly:
             raise ReadOnlyError(f"{self.path}: opened read-only")
         if self._closed:
@@ -159,7 +184,7 @@ class Store:
         if self._generation != _forks.generation:
             raise StoreClosedError(f"{self.path}: opened before fork(); open it again here")
 
-    def allocate_eno(self, entity: Entity, id: str) -> int:
+    def _allocate_eno(self, entity: Entity, id: str) -> int:
         """A new entry's number; refused for an id the other kind holds, since containers
         and sandboxes share one id space in containerd (and ``history`` is by id)."""
         other = Entity.SANDBOX if entity is Entity.CONTAINER else Entity.CONTAINER
@@ -174,17 +199,17 @@ class Store:
             self._names[eno] = (entity, id)
             return eno
 
-    def submit(self, write: Write | None) -> Batch:
+    def _submit(self, write: Write | None) -> Batch:
         """Queue a write (None: a barrier) without waiting for it."""
-        return self.committer.submit(write)
+        return self._writer.submit(write)
 
-    def commit(self, write: Write | None) -> None:
+    def _commit(self, write: Write | None) -> None:
         """Queue a write (None: a barrier) and return once it, and all before it, is durable."""
-        self.committer.commit(write)
+        self._writer.commit(write)
 
     @property
-    def committer(self) -> Committer:
-        """The writer; only a writable store has one."""
+    def _writer(self) -> Committer:
+        """The committer; only a writable store has one."""
         if self._committer is None:
             raise ReadOnlyError(f"{self.path}: opened read-only")
         return self._committer
@@ -290,7 +315,7 @@ def abandon(store: Store) -> None:
     store._log.close()
 
 
-def _tuning(given: dict[str, int]) -> dict[str, int]:
+def _checked_tuning(given: dict[str, int]) -> dict[str, int]:
     unknown = set(given) - set(TUNING_DEFAULTS)
     if unknown:
         raise InvalidInputError(f"unknown tuning options: {', '.join(sorted(unknown))}")
@@ -307,7 +332,7 @@ def open_store(
     """Open (creating if missing, unless ``readonly``) and rebuild every entry.
 
     A store created here is private to its owner: files ``mode`` (0600), the directory
-    0700; a wider ``mode`` such as 0640 lets a group read it (see ``log.Modes``). An
+    0700; a wider ``mode`` such as 0640 lets a group read it (see ``files.Modes``). An
     existing store's files keep their modes.
 
     What opening reads of an existing store is first read in a child process (``probe``), so

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import msgspec
 
+from evstore._core import inputs
 from evstore._core.errors import AlreadyExistsError, InvalidInputError, NotFoundError
 from evstore._core.model import ContainerMetadata, ContainerStatus
 from evstore._views import containerd
@@ -118,7 +119,8 @@ def import_containerd(
     Field names are matched exactly (Go's decoder would also take other letter cases;
     containerd writes only these).
     """
-    dirs = container_dirs(Path(root))  # refuses what is not a CRI root: nothing written
+    # refuses what is not a CRI root: nothing written
+    dirs = container_dirs(inputs.path(root, "root"))
     known = known_ids(store)
     report = ImportReport()
     report.skipped = [d.name for d in dirs if d.name in known]
