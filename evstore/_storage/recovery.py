@@ -1,8 +1,9 @@
 """Opening a store: rebuild every entry from its snapshot and the log after the checkpoint.
 
 Damage stays local. A record that fails its checksum, has an unknown format version or
-is missing from its entry's sequence stops that entry's fold: the entry loads as UNKNOWN
-with the last good fold and a reason, and every other entry loads exactly. A damaged or
+is missing from its entry's sequence breaks that entry's fold (the one rule every reader
+follows: ``evstore._core.fold``): the entry loads as UNKNOWN with the last good fold and a
+reason, and every other entry loads exactly. A damaged or
 lost snapshot falls back to folding the entry's whole history (from its base, when
 retention dropped the start of it: see ``retention``). Nothing here writes.
 """
@@ -16,11 +17,9 @@ from typing import Any
 import msgspec
 
 from evstore._core.codec import (
-    ContainerEventV1,
     Pair,
     RecordError,
     SnapshotRecord,
-    decode_event,
     decode_snapshot,
     event_key,
     index_key,
@@ -29,9 +28,7 @@ from evstore._core.codec import (
     parse_snapshot_key,
     unpack_u64,
 )
-from evstore._core.events import STATUS_TYPES, Entity, Kind, apply, entity_of
-from evstore._core.model import ContainerStatus, Metadata, SandboxStatus, Status
-from evstore._core.states import SandboxState
+from evstore._core.fold import Fold, mark_unknown
 from evstore._storage.index import Positions, unindexed
 from evstore._storage.log import Log
 from evstore._storage.retention import NO_FLOOR, base_enos, read_base, read_floor
@@ -51,27 +48,12 @@ class LoadReport(msgspec.Struct):
 
 
 @dataclass(slots=True)
-class Found:
-    """One entry as rebuilt so far."""
+class Found(Fold):
+    """One entry as rebuilt so far: its fold (``evstore._core.fold``) and its number."""
 
-    eno: int
-    entity: Entity | None = None
-    metadata: Metadata | None = None
-    status: Status | None = None
-    seq: int = 0
-    pos: int = 0  # last position folded in (or covered by the snapshot)
-    time: int = 0
-    deleted: bool = False
-    reason: str | None = None
+    eno: int = 0
     max_seq: int = 0
     first_replayed: int | None = None
-
-    def break_off(self, reason: str) -> None:
-        self.reason = reason
-
-    @property
-    def id(self) -> str | None:
-        return self.metadata.id if self.metadata is not None else None
 
 
 @dataclass(slots=True)
@@ -176,11 +158,7 @@ def _read_snapshots(
 
 def from_snapshot(eno: int, record: SnapshotRecord) -> Found:
     """An entry as a snapshot (or a retention base) records it."""
-    return Found(
-        eno=eno, entity=entity_of(record.status), metadata=record.metadata,
-        status=record.status, seq=record.seq, pos=record.position, time=record.time,
-        deleted=record.deleted, max_seq=record.seq,
-    )
+    return Found.from_snapshot(record, eno=eno, max_seq=record.seq)
 
 
 def start_of_history(txn: Any, dbs: dict[bytes, Any], eno: int) -> Found:
@@ -250,34 +228,9 @@ def _replay(
 
 
 def step(found: Found, pos: int, seq: int, key: bytes, value: bytes | None) -> None:
-    """Fold one event into ``found``, or record why it cannot be."""
+    """Fold one record into ``found`` under the one rule for gaps and damage."""
     found.max_seq = max(found.max_seq, seq)
-    if seq != found.seq + 1:
-        found.break_off(f"events {found.seq + 1}..{seq - 1} missing")
-        return
-    if value is None:
-        found.break_off(f"event {seq} missing")
-        return
-    try:
-        record = decode_event(key, value)
-    except RecordError as exc:
-        found.break_off(f"event {seq} at position {pos}: {exc}")
-        return
-    kind = record.kind
-    if (kind == Kind.CREATED) != (found.status is None or found.deleted):
-        found.break_off(f"event {seq} at position {pos}: unexpected {Kind(kind).name}")
-        return
-    if kind == Kind.CREATED:
-        if record.metadata is None:
-            found.break_off(f"event {seq} at position {pos}: created without metadata")
-            return
-        found.metadata, found.deleted = record.metadata, False
-        found.entity = Entity.CONTAINER if isinstance(record, ContainerEventV1) else Entity.SANDBOX
-        found.status = STATUS_TYPES[found.entity]()
-    found.deleted = kind == Kind.DELETED
-    assert found.status is not None
-    found.status = apply(found.status, record.changes)
-    found.seq, found.pos, found.time = seq, pos, record.time
+    found.step_record(pos, seq, key, value)
 
 
 def _dirty(entries: dict[int, Found], bad: dict[int, str], checkpoint: int) -> dict[int, Dirty]:
@@ -312,11 +265,3 @@ def _finish_report(recovered: Recovered) -> None:
                 found.deleted = False
         if found.status is not None and not found.deleted:
             report.loaded += 1
-
-
-def mark_unknown(status: Status) -> Status:
-    """How a damaged entry shows: the last good fold, in state UNKNOWN."""
-    if isinstance(status, ContainerStatus):
-        return msgspec.structs.replace(status, unknown=True)
-    assert isinstance(status, SandboxStatus)
-    return msgspec.structs.replace(status, state=SandboxState.UNKNOWN)
