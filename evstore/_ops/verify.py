@@ -3,8 +3,10 @@
 ``verify`` reads what ``open`` reads and more: checksums and format versions of all
 records, each entry's sequence without gaps, global positions in order and without
 holes, the index against the log, the checkpoint against the snapshots, and each
-snapshot against the fold of the events it covers. After retention (``retention``) an
-entry's fold starts from its base, and positions up to the floor may be missing.
+snapshot against the fold of the events it covers (the one fold: ``evstore._core.fold``;
+an entry's first break is a problem, and its later records are checked one by one). After
+retention (``retention``) an entry's fold starts from its base, and positions up to the
+floor may be missing.
 """
 
 from __future__ import annotations

@@ -3,9 +3,9 @@
 Damage stays local. A record that fails its checksum, has an unknown format version or
 is missing from its entry's sequence breaks that entry's fold (the one rule every reader
 follows: ``evstore._core.fold``): the entry loads as UNKNOWN with the last good fold and a
-reason, and every other entry loads exactly. A damaged or
-lost snapshot falls back to folding the entry's whole history (from its base, when
-retention dropped the start of it: see ``retention``). Nothing here writes.
+reason, and every other entry loads exactly. A damaged or lost snapshot falls back to
+folding the entry's whole history (from its base, when retention dropped the start of it:
+see ``retention``). Nothing here writes.
 """
 
 from __future__ import annotations
