@@ -3,6 +3,7 @@ damaged or lost event (open, replay, verify and the fleet table)."""
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import msgspec
 import psycopg
 import pytest
 from crash import Worker
-from damage import eno_of, event_key_of, flip_byte, rewrite
+from damage import eno_of, event_key_of, flip_byte, records, rewrite
 
 import evstore
 from evstore import ContainerStatus
@@ -129,3 +130,27 @@ def test_damage_under_a_snapshot_is_past_for_every_reader(store_path: Path) -> N
         middle = store.status_at("c1", seq=5)
         assert isinstance(middle, ContainerStatus)
         assert (middle.pid, middle.unknown) == (2, True)
+
+
+def test_verify_finds_a_second_break_past_a_snapshot(store_path: Path) -> None:
+    """verify follows the same rule: the entry's snapshot ends a break, so a gap after it
+    is a break of its own, named too (a gap before it is part of the first)."""
+    crashed_store(store_path)
+    eno = eno_of(store_path, "c1")
+    rewrite(store_path, b"events", event_key_of(store_path, (eno, 2)), flip_byte(-1))
+    with evstore.open(store_path) as store:  # a repair, snapshotted at its event (seq 7)
+        store.containers.get("c1").status.update_sync(
+            lambda s: msgspec.structs.replace(s, unknown=False, finished_at=7, exit_code=1))
+    snapshot = struct.pack(">I", eno)
+    (repaired,) = [value for key, value in records(store_path, b"snapshots") if key == snapshot]
+    with evstore.open(store_path) as store:  # seqs 8 and 9, snapshotted at 9 on close
+        for code in (2, 3):
+            store.containers.get("c1").status.update_sync(
+                lambda s, code=code: msgspec.structs.replace(s, exit_code=code))
+    rewrite(store_path, b"snapshots", snapshot, lambda value: repaired)  # back to seq 7
+    rewrite(store_path, b"events", event_key_of(store_path, (eno, 8)), lambda value: None)
+    breaks = [p for p in verify(store_path).problems if p.startswith("entry c1: event")]
+    position = int.from_bytes(event_key_of(store_path, (eno, 2))[:8], "big")
+    # (then: the rolled-back snapshot no longer covers the event at the checkpoint)
+    assert breaks[:2] == [f"entry c1: event 2 at position {position}: checksum mismatch",
+                          "entry c1: events 8..8 missing"], breaks

@@ -4,7 +4,7 @@
 records, each entry's sequence without gaps, global positions in order and without
 holes, the index against the log, the checkpoint against the snapshots, and each
 snapshot against the fold of the events it covers (the one fold: ``evstore._core.fold``;
-an entry's first break is a problem, and its later records are checked one by one). After
+each break is a problem, and the records up to its end are checked one by one). After
 retention (``retention``) an entry's fold starts from its base, and positions up to the
 floor may be missing.
 """
@@ -182,6 +182,8 @@ def _events(
         if pos <= checkpoint:
             before[eno] = pos
         found = folds.setdefault(eno, Found(eno=eno))
+        if found.reason is not None:  # a snapshot past the break ends it, as for every reader
+            found.heal(snapshots.get(eno), pos - 1)
         if found.reason is None:
             step(found, pos, seq, key, value)
             if found.reason is not None:
