@@ -55,11 +55,17 @@ class Fold:
     @classmethod
     def from_snapshot(cls, record: SnapshotRecord, **more: Any) -> Self:
         """The fold that a snapshot (or a retention base) records."""
-        return cls(
-            entity=entity_of(record.status), metadata=record.metadata, status=record.status,
-            seq=record.seq, pos=record.position, time=record.time, deleted=record.deleted,
-            **more,
+        fold = cls(**more)
+        fold._restate(record)
+        return fold
+
+    def _restate(self, record: SnapshotRecord) -> None:
+        """Take a snapshot's fold as this one (it states the entry whole)."""
+        self.entity, self.metadata, self.status = (
+            entity_of(record.status), record.metadata, record.status
         )
+        self.seq, self.pos, self.time = record.seq, record.position, record.time
+        self.deleted, self.reason = record.deleted, None
 
     @property
     def id(self) -> str | None:
@@ -136,10 +142,7 @@ class Fold:
             self.reason is not None and snapshot is not None
             and self.seq < snapshot.seq and snapshot.position <= reached
         ):
-            healed = Fold.from_snapshot(snapshot)
-            self.status, self.seq, self.pos = healed.status, healed.seq, healed.pos
-            self.time, self.deleted, self.reason = healed.time, healed.deleted, None
-            self.entity, self.metadata = healed.entity, healed.metadata
+            self._restate(snapshot)
 
     def shown(self) -> Status | None:
         """The status as every reader shows it: None when not live (or never readable),

@@ -9,7 +9,8 @@ if that snapshot lies past the gap (then it is the entry's fold again, as open h
 After retention dropped the start of the log (``retention``), folds start from the bases
 kept at the floor, and a point before the floor raises ``HistoryDroppedError``.
 
-Both functions read only the log, so they work on a ``readonly=True`` store beside a writer.
+Both functions read only the log and its snapshot records, so they work on a
+``readonly=True`` store beside a writer.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ class Healer:
             self.cache[key] = self.read(key)
         return self.cache[key]
 
-    def step(self, folds: dict[Key, Fold], event: Event) -> Fold:
+    def step(self, folds: dict[Key, Fold], event: Event) -> None:
         """Fold ``event`` into its entry's fold, ending a break first when the entry's
         snapshot was taken before it."""
         key = (event.entity, event.id)
@@ -75,7 +76,6 @@ class Healer:
         if fold.reason is not None:
             fold.heal(self.snapshot(key), event.position - 1)
         fold.step_event(event)
-        return fold
 
     def finish(
         self, folds: dict[Key, Fold], within: Callable[[SnapshotRecord], bool],
@@ -94,8 +94,11 @@ def healer(store: Store) -> Healer:
     """A ``Healer`` that reads ``store``'s snapshots."""
 
     def read(key: Key) -> SnapshotRecord | None:
-        enos = enos_of(store._names, key[1])
-        return snapshot_of(store._log, enos[0]) if enos else None
+        entity, ident = key
+        for eno in enos_of(store._names, ident):
+            if ENTITY_NAMES[store._names[eno][0]] == entity:
+                return snapshot_of(store._log, eno)
+        return None
 
     return Healer(read)
 
