@@ -1,9 +1,12 @@
 """One fold: every reader of a store agrees on the state of an entry whose history has a
-damaged or lost event (open, replay, verify and the fleet table)."""
+damaged or lost event (open, ``ls``, replay, verify and the fleet table)."""
 
 from __future__ import annotations
 
+import json
 import struct
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -39,6 +42,13 @@ def shipped_row(dsn: str, node: str, ident: str) -> tuple[str, object]:
 
 
 Damage = Callable[[bytes], bytes | None]
+EVSTORE = str(Path(sys.executable).with_name("evstore"))
+
+
+def cli(*args: object) -> str:
+    done = subprocess.run([EVSTORE, *map(str, args)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 @pytest.mark.parametrize(
@@ -60,12 +70,16 @@ def test_every_reader_agrees_on_a_damaged_entry(
         assert replayed["c1"] == opened
         assert store.status_at("c1", seq=6) == opened
         assert store.status_at("c1", time=store.history("c1")[-1].time) == opened
-        assert store.status_at("c1", seq=3).pid == 2  # type: ignore[union-attr]
-        others = {e.id: e.status.get() for e in store.containers.list()}
-        assert replayed["c0"] == others["c0"] and replayed["s0"] == store.sandboxes.get(
-            "s0").status.get()
+        assert store.status_at("c1", seq=3).pid == 2
+        assert replayed["c0"] == store.containers.get("c0").status.get()
+        assert replayed["s0"] == store.sandboxes.get("s0").status.get()
 
     assert f"entry c1: {reason}" in verify(store_path).problems
+    listed, replayed_cli = (
+        {o["id"]: (o["state"], o["status"]) for o in json.loads(cli(*args, "--json"))}
+        for args in (("ls", store_path), ("replay", store_path, "--position", 10**6))
+    )
+    assert listed["c1"] == replayed_cli["c1"] == ("unknown", msgspec.to_builtins(opened))
 
     ship(store_path, pg_dsn, "n1", ShipOptions(batch=3))  # batches split c1's history
     assert shipped_row(pg_dsn, "n1", "c1") == ("unknown", msgspec.to_builtins(opened))
@@ -132,6 +146,10 @@ def test_damage_under_a_snapshot_is_past_for_every_reader(store_path: Path) -> N
         assert (middle.pid, middle.unknown) == (2, True)
 
 
+def exit_code(code: int) -> Callable[[ContainerStatus], ContainerStatus]:
+    return lambda status: msgspec.structs.replace(status, exit_code=code)
+
+
 def test_verify_finds_a_second_break_past_a_snapshot(store_path: Path) -> None:
     """verify follows the same rule: the entry's snapshot ends a break, so a gap after it
     is a break of its own, named too (a gap before it is part of the first)."""
@@ -145,8 +163,7 @@ def test_verify_finds_a_second_break_past_a_snapshot(store_path: Path) -> None:
     (repaired,) = [value for key, value in records(store_path, b"snapshots") if key == snapshot]
     with evstore.open(store_path) as store:  # seqs 8 and 9, snapshotted at 9 on close
         for code in (2, 3):
-            store.containers.get("c1").status.update_sync(
-                lambda s, code=code: msgspec.structs.replace(s, exit_code=code))
+            store.containers.get("c1").status.update_sync(exit_code(code))
     rewrite(store_path, b"snapshots", snapshot, lambda value: repaired)  # back to seq 7
     rewrite(store_path, b"events", event_key_of(store_path, (eno, 8)), lambda value: None)
     breaks = [p for p in verify(store_path).problems if p.startswith("entry c1: event")]
