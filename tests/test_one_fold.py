@@ -17,7 +17,7 @@ from crash import Worker
 from damage import eno_of, event_key_of, flip_byte, records, rewrite
 
 import evstore
-from evstore import ContainerStatus
+from evstore import ContainerMetadata, ContainerStatus
 from evstore._fleet.shipping import ShipOptions, ship
 from evstore._history.replay import states_at
 from evstore._ops.verify import verify
@@ -171,3 +171,17 @@ def test_verify_finds_a_second_break_past_a_snapshot(store_path: Path) -> None:
     # (then: the rolled-back snapshot no longer covers the event at the checkpoint)
     assert breaks[:2] == [f"entry c1: event 2 at position {position}: checksum mismatch",
                           "entry c1: events 8..8 missing"], breaks
+
+
+def test_an_id_added_again_ships_as_the_store_has_it(store_path: Path, pg_dsn: str) -> None:
+    """The fold of an id goes on across its incarnations, whatever the shipper's batches
+    (shipped beside the writer, before any snapshot could end a break)."""
+    with evstore.open(store_path, snapshot_every=10**6, checkpoint_every=10**9) as store:
+        metadata = ContainerMetadata(id="again")
+        store.containers.add(metadata, ContainerStatus(created_at=1)).status.delete()
+        store.containers.add(metadata, ContainerStatus(created_at=2))
+        status = store.containers.get("again").status.get()
+        ship(store_path, pg_dsn, "one", ShipOptions(batch=1))
+        ship(store_path, pg_dsn, "all")
+    for node in ("one", "all"):
+        assert shipped_row(pg_dsn, node, "again") == ("created", msgspec.to_builtins(status))

@@ -181,7 +181,8 @@ class Session:
     """One connection's worth of shipping: resumes from the database, then ships batches.
 
     ``folds`` holds, for every live entry of the node, its status as of the last event
-    shipped (what ``evstore_current`` holds), so each batch's new rows are the fold of the
+    shipped (what ``evstore_current`` holds; an entry deleted since is folded again from
+    the store when its id comes back), so each batch's new rows are the fold of the
     batch's events onto them, with the one fold every reader uses (``evstore._core.fold``)
     and, as ``replay`` does, the entry's snapshot ending a break.
     """
@@ -252,8 +253,11 @@ class Session:
         last: dict[Key, int] = {}
         heal = healer(self.store)  # per batch: the writer may snapshot a broken entry anew
         for event in events:
+            key = (event.entity, event.id)
+            if key not in self.folds and event.seq > 1:  # deleted, or before this session
+                self.folds[key] = fold_until(self.store, key, event.position - 1)
             heal.step(self.folds, event)
-            last[(event.entity, event.id)] = event.position
+            last[key] = event.position
         end = events[-1].position
         heal.finish(self.folds, lambda snap: snap.position <= end, last)
         upserts = []
