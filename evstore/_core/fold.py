@@ -17,7 +17,7 @@ starts from the snapshot and folds the log after it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Self
 
 import msgspec
 
@@ -51,21 +51,12 @@ class Fold:
     time: int = 0
     deleted: bool = False
     reason: str | None = None
+    max_seq: int = 0  # the highest seq met, past a break too: the entry's next is above it
 
     @classmethod
-    def from_snapshot(cls, record: SnapshotRecord, **more: Any) -> Self:
+    def from_snapshot(cls, record: SnapshotRecord) -> Self:
         """The fold that a snapshot (or a retention base) records."""
-        fold = cls(**more)
-        fold._restate(record)
-        return fold
-
-    def _restate(self, record: SnapshotRecord) -> None:
-        """Take a snapshot's fold as this one (it states the entry whole)."""
-        self.entity, self.metadata, self.status = (
-            entity_of(record.status), record.metadata, record.status
-        )
-        self.seq, self.pos, self.time = record.seq, record.position, record.time
-        self.deleted, self.reason = record.deleted, None
+        return cls(*snapshot_fields(record))
 
     @property
     def id(self) -> str | None:
@@ -76,6 +67,8 @@ class Fold:
 
     def step_record(self, pos: int, seq: int, key: bytes, value: bytes | None) -> None:
         """Fold one log record (None: the index names it but the log lost it)."""
+        if seq > self.max_seq:
+            self.max_seq = seq
         if self.reason is not None:
             return
         if seq != self.seq + 1:
@@ -142,7 +135,10 @@ class Fold:
             self.reason is not None and snapshot is not None
             and self.seq < snapshot.seq and snapshot.position <= reached
         ):
-            self._restate(snapshot)
+            healed, seen = Fold.from_snapshot(snapshot), self.max_seq
+            for name in Fold.__slots__:  # every field: the snapshot states the entry whole
+                setattr(self, name, getattr(healed, name))
+            self.max_seq = max(seen, self.max_seq)
 
     def shown(self) -> Status | None:
         """The status as every reader shows it: None when not live (or never readable),
@@ -152,6 +148,17 @@ class Fold:
         if self.reason is not None:
             return mark_unknown(self.status)
         return None if self.deleted else self.status
+
+
+def snapshot_fields(
+    record: SnapshotRecord,
+) -> tuple[Entity, Metadata, Status, int, int, int, bool, None, int]:
+    """A ``Fold``'s fields as a snapshot records them, in order: for a subclass that adds
+    its own after them (positional, as this runs once per entry at open)."""
+    return (
+        entity_of(record.status), record.metadata, record.status, record.seq,
+        record.position, record.time, record.deleted, None, record.seq,
+    )
 
 
 def _missing(seq: int, got: int) -> str:

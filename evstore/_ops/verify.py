@@ -34,7 +34,7 @@ from evstore._core.errors import CorruptStoreError
 from evstore._storage.index import read_indexed
 from evstore._storage.log import Log
 from evstore._storage.probe import probe
-from evstore._storage.recovery import Found, from_snapshot, read_checkpoint, step
+from evstore._storage.recovery import Found, from_snapshot, read_checkpoint
 from evstore._storage.retention import NO_FLOOR, read_bases, read_floor
 
 Progress = Callable[[int], None]
@@ -185,7 +185,7 @@ def _events(
         if found.reason is not None:  # a snapshot past the break ends it, as for every reader
             found.heal(snapshots.get(eno), pos - 1)
         if found.reason is None:
-            step(found, pos, seq, key, value)
+            found.step_record(pos, seq, key, value)
             if found.reason is not None:
                 report.problem(f"entry {_name(found, snapshots.get(eno))}: {found.reason}")
             else:

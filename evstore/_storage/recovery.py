@@ -28,7 +28,7 @@ from evstore._core.codec import (
     parse_snapshot_key,
     unpack_u64,
 )
-from evstore._core.fold import Fold, mark_unknown
+from evstore._core.fold import Fold, mark_unknown, snapshot_fields
 from evstore._storage.index import Positions, unindexed
 from evstore._storage.log import Log
 from evstore._storage.retention import NO_FLOOR, base_enos, read_base, read_floor
@@ -52,7 +52,6 @@ class Found(Fold):
     """One entry as rebuilt so far: its fold (``evstore._core.fold``) and its number."""
 
     eno: int = 0
-    max_seq: int = 0
     first_replayed: int | None = None
 
 
@@ -158,7 +157,7 @@ def _read_snapshots(
 
 def from_snapshot(eno: int, record: SnapshotRecord) -> Found:
     """An entry as a snapshot (or a retention base) records it."""
-    return Found.from_snapshot(record, eno=eno, max_seq=record.seq)
+    return Found(*snapshot_fields(record), eno)
 
 
 def start_of_history(txn: Any, dbs: dict[bytes, Any], eno: int) -> Found:
@@ -185,7 +184,7 @@ def _fold_history(
     try:
         for seq, pos in positions.of(eno, found.seq + 1):
             ekey = event_key(pos, eno, seq)
-            step(found, pos, seq, ekey, txn.get(ekey, db=dbs[b"events"]))
+            found.step_record(pos, seq, ekey, txn.get(ekey, db=dbs[b"events"]))
             if found.reason is not None:
                 break
     except RecordError as exc:
@@ -223,14 +222,8 @@ def _replay(
             continue
         if found.first_replayed is None:
             found.first_replayed = pos
-        step(found, pos, seq, key, value)
+        found.step_record(pos, seq, key, value)
         report.events_replayed += 1
-
-
-def step(found: Found, pos: int, seq: int, key: bytes, value: bytes | None) -> None:
-    """Fold one record into ``found`` under the one rule for gaps and damage."""
-    found.max_seq = max(found.max_seq, seq)
-    found.step_record(pos, seq, key, value)
 
 
 def _dirty(entries: dict[int, Found], bad: dict[int, str], checkpoint: int) -> dict[int, Dirty]:
