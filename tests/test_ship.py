@@ -200,8 +200,9 @@ def test_new_events_ship_incrementally(tmp_path: Path, pg_dsn: str) -> None:
 def test_current_state_across_runs_matches_one_run_over_a_damaged_record(
     tmp_path: Path, pg_dsn: str
 ) -> None:
-    """An unreadable record leaves a gap that shows the entry as UNKNOWN until its next
-    ``created``, in the fold a rerun resumes from the database as in one uninterrupted run."""
+    """An unreadable record that a snapshot covers: the fleet table shows the entry as the
+    store does (the snapshot ends the break in its fold), in the fold a rerun resumes from
+    the database as in one uninterrupted run (a break the store shows: test_one_fold)."""
     path = tmp_path / "s"
     with evstore.open(path) as store:
         entry = store.containers.add(ContainerMetadata(id="d1"), ContainerStatus(created_at=1))
@@ -210,14 +211,15 @@ def test_current_state_across_runs_matches_one_run_over_a_damaged_record(
         store.containers.add(ContainerMetadata(id="ok"), ContainerStatus(created_at=1))
     rewrite(path, b"events", event_key_of(path, (eno_of(path, "d1"), 2)), flip_byte())
     ship(path, pg_dsn, "runs", ShipOptions(batch=1))
-    assert shipped_current(pg_dsn, "runs")["container", "d1"][0] == "unknown"
+    assert shipped_current(pg_dsn, "runs")["container", "d1"][0] == "running"
     with evstore.open(path) as store:
+        assert store.containers.get("d1").status.get().pid == 10
         store.containers.get("d1").status.update_sync(replace(finished_at=3, exit_code=1))
     ship(path, pg_dsn, "runs", ShipOptions(batch=1))
     ship(path, pg_dsn, "once")
     assert_shipped(pg_dsn, "runs", path)
     assert shipped_current(pg_dsn, "runs") == shipped_current(pg_dsn, "once")
-    assert shipped_current(pg_dsn, "runs")["container", "d1"][0] == "unknown"
+    assert shipped_current(pg_dsn, "runs")["container", "d1"][0] == "exited"
 
 
 def test_follow_ships_new_events_until_stopped(tmp_path: Path, pg_dsn: str) -> None:

@@ -29,9 +29,10 @@ from psycopg.types.json import set_json_loads
 
 from evstore._core.errors import FleetError
 from evstore._core.events import STATUS_TYPES, Event
+from evstore._core.fold import ENTITIES
 from evstore._core.model import Status
 from evstore._core.states import STATE_NAMES as STATE_NAMES  # what the ``state`` column may hold
-from evstore._history.replay import ENTITIES, EntryState
+from evstore._history.replay import EntryState
 
 Connection = psycopg.Connection[TupleRow]
 

@@ -31,6 +31,7 @@ except ModuleNotFoundError as exc:
 from evstore._core import inputs
 from evstore._core.errors import FleetError, HistoryDroppedError, InvalidInputError
 from evstore._core.events import Event
+from evstore._core.fold import Fold, mark_unknown
 from evstore._core.model import Status, state_name
 from evstore._fleet.database import (
     Connection,
@@ -44,8 +45,7 @@ from evstore._fleet.database import (
     shipped_event,
     shipped_position,
 )
-from evstore._history.replay import Fold, feed_start
-from evstore._storage.recovery import mark_unknown
+from evstore._history.replay import feed_start, fold_until, healer
 from evstore._store.store import Store, open_store
 
 BATCH = 1_000  # events per transaction
@@ -181,8 +181,10 @@ class Session:
     """One connection's worth of shipping: resumes from the database, then ships batches.
 
     ``folds`` holds, for every live entry of the node, its status as of the last event
-    shipped (what ``evstore_current`` holds), so each batch's new rows are the fold of the
-    batch's events onto them, with the same fold ``replay`` uses.
+    shipped (what ``evstore_current`` holds; an entry deleted since is folded again from
+    the store when its id comes back), so each batch's new rows are the fold of the
+    batch's events onto them, with the one fold every reader uses (``evstore._core.fold``)
+    and, as ``replay`` does, the entry's snapshot ending a break.
     """
 
     def __init__(self, conn: Connection, store: Store, node: str) -> None:
@@ -199,7 +201,7 @@ class Session:
                 f" but node {node!r} has only up to {self.position:,} in PostgreSQL"
             )
         self.folds = {
-            (entity, ident): restored_fold(status, seq)
+            (entity, ident): restored_fold(store, (entity, ident), status, seq, self.position)
             for entity, ident, status, seq in current_rows(conn, node)
         }
 
@@ -249,14 +251,19 @@ class Session:
         """Fold ``events`` into the entries' statuses: the (entity, id, state, status,
         position) rows to upsert, and the (entity, id) of the rows to delete."""
         last: dict[Key, int] = {}
+        heal = healer(self.store)  # per batch: the writer may snapshot a broken entry anew
         for event in events:
             key = (event.entity, event.id)
-            self.folds.setdefault(key, Fold()).step(event)
+            if key not in self.folds and event.seq > 1:  # deleted, or before this session
+                self.folds[key] = fold_until(self.store, key, event.position - 1)
+            heal.step(self.folds, event)
             last[key] = event.position
+        end = events[-1].position
+        heal.finish(self.folds, lambda snap: snap.position <= end, last)
         upserts = []
         deletes = []
         for (entity, ident), position in last.items():
-            status = self.folds[entity, ident].result()
+            status = self.folds[entity, ident].shown()
             if status is None:  # deleted (or never readable): no current row
                 del self.folds[entity, ident]
                 deletes.append((entity, ident))
@@ -310,7 +317,10 @@ def _mixed(store: Store, node: str, other: str) -> str:
     )
 
 
-def restored_fold(status: Status, seq: int) -> Fold:
-    """The fold of an entry as ``evstore_current`` left it: a status already marked UNKNOWN
-    means the fold had met a gap, which lasts until the entry's next ``created``."""
-    return Fold(status=status, seq=seq, gap=mark_unknown(status) == status)
+def restored_fold(store: Store, key: Key, status: Status, seq: int, position: int) -> Fold:
+    """The fold of an entry as ``evstore_current`` left it, shipped up to ``position``. A
+    status that shows UNKNOWN may be a broken fold, which only the store's history can tell
+    from a sandbox put in that state: such an entry is folded again from the store."""
+    if mark_unknown(status) == status:
+        return fold_until(store, key, position)
+    return Fold(status=status, seq=seq)

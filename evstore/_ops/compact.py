@@ -45,7 +45,7 @@ from evstore._history.restarts import restart_seed
 from evstore._storage.files import fsync_path
 from evstore._storage.index import Positions
 from evstore._storage.log import Log
-from evstore._storage.recovery import Found, as_write, read_checkpoint, start_of_history, step
+from evstore._storage.recovery import Found, as_write, read_checkpoint, start_of_history
 from evstore._storage.retention import delete_base, put_base, put_floor, read_floor
 from evstore._storage.snapshots import snapshot_record
 
@@ -208,7 +208,7 @@ def _plan(txn: Any, dbs: dict[bytes, Any], floor: FloorV1, checkpoint: int, befo
         if found is None:
             found = plan.folds[eno] = start_of_history(txn, dbs, eno)
         if found.reason is None:
-            step(found, pos, seq, key, value)
+            found.step_record(pos, seq, key, value)
         plan.position, plan.time = pos, max(plan.time, stamp)
     return plan
 

@@ -3,8 +3,10 @@
 ``verify`` reads what ``open`` reads and more: checksums and format versions of all
 records, each entry's sequence without gaps, global positions in order and without
 holes, the index against the log, the checkpoint against the snapshots, and each
-snapshot against the fold of the events it covers. After retention (``retention``) an
-entry's fold starts from its base, and positions up to the floor may be missing.
+snapshot against the fold of the events it covers (the one fold: ``evstore._core.fold``;
+each break is a problem, and the records up to its end are checked one by one). After
+retention (``retention``) an entry's fold starts from its base, and positions up to the
+floor may be missing.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from evstore._core.errors import CorruptStoreError
 from evstore._storage.index import read_indexed
 from evstore._storage.log import Log
 from evstore._storage.probe import probe
-from evstore._storage.recovery import Found, from_snapshot, read_checkpoint, step
+from evstore._storage.recovery import Found, from_snapshot, read_checkpoint
 from evstore._storage.retention import NO_FLOOR, read_bases, read_floor
 
 Progress = Callable[[int], None]
@@ -180,8 +182,10 @@ def _events(
         if pos <= checkpoint:
             before[eno] = pos
         found = folds.setdefault(eno, Found(eno=eno))
+        if found.reason is not None:  # a snapshot past the break ends it, as for every reader
+            found.heal(snapshots.get(eno), pos - 1)
         if found.reason is None:
-            step(found, pos, seq, key, value)
+            found.step_record(pos, seq, key, value)
             if found.reason is not None:
                 report.problem(f"entry {_name(found, snapshots.get(eno))}: {found.reason}")
             else:

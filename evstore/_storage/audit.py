@@ -14,9 +14,12 @@ from evstore._core.codec import (
     ContainerEventV1,
     EventRecord,
     RecordError,
+    SnapshotRecord,
     decode_event,
+    decode_snapshot,
     event_key,
     parse_event_key,
+    snapshot_key,
 )
 from evstore._core.events import ENTITY_NAMES, KIND_NAMES, Entity, Event, Kind, changes_dict
 from evstore._storage.index import Positions
@@ -27,13 +30,16 @@ Names = dict[int, tuple[Entity, str]]
 
 
 def to_event(key: bytes, value: bytes, names: Names) -> Event | None:
-    """Decode one log record; None when it is damaged (``verify`` reports those)."""
+    """Decode one log record; None when it is damaged (``verify`` reports those), as is a
+    ``created`` without the metadata that names its entry (a fold breaks on either)."""
     try:
         position, eno, seq = parse_event_key(key)
         record = decode_event(key, value)
     except RecordError:
         return None
-    if record.kind == Kind.CREATED and record.metadata is not None:
+    if record.kind == Kind.CREATED:
+        if record.metadata is None:
+            return None
         entity = Entity.CONTAINER if isinstance(record, ContainerEventV1) else Entity.SANDBOX
         names[eno] = (entity, record.metadata.id)
     entity, ident = names.get(eno, (Entity.CONTAINER, f"#{eno}"))
@@ -155,6 +161,18 @@ def _scanned_events(txn: Any, log: Log, names: Names, eno: int) -> list[Event]:
             if event is not None:
                 found.append(event)
     return found
+
+
+def snapshot_of(log: Log, eno: int) -> SnapshotRecord | None:
+    """Entry ``eno``'s snapshot, which ends a break in its fold (``evstore._core.fold``);
+    None when it has none or it is damaged (``verify`` names that)."""
+    key = snapshot_key(eno)
+    with log.reading() as txn:
+        raw = txn.get(key, db=log.dbs[b"snapshots"])
+    try:
+        return decode_snapshot(key, raw) if raw is not None else None
+    except RecordError:
+        return None
 
 
 def enos_of(names: Names, ident: str) -> list[int]:

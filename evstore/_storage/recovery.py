@@ -1,10 +1,11 @@
 """Opening a store: rebuild every entry from its snapshot and the log after the checkpoint.
 
 Damage stays local. A record that fails its checksum, has an unknown format version or
-is missing from its entry's sequence stops that entry's fold: the entry loads as UNKNOWN
-with the last good fold and a reason, and every other entry loads exactly. A damaged or
-lost snapshot falls back to folding the entry's whole history (from its base, when
-retention dropped the start of it: see ``retention``). Nothing here writes.
+is missing from its entry's sequence breaks that entry's fold (the one rule every reader
+follows: ``evstore._core.fold``): the entry loads as UNKNOWN with the last good fold and a
+reason, and every other entry loads exactly. A damaged or lost snapshot falls back to
+folding the entry's whole history (from its base, when retention dropped the start of it:
+see ``retention``). Nothing here writes.
 """
 
 from __future__ import annotations
@@ -16,11 +17,9 @@ from typing import Any
 import msgspec
 
 from evstore._core.codec import (
-    ContainerEventV1,
     Pair,
     RecordError,
     SnapshotRecord,
-    decode_event,
     decode_snapshot,
     event_key,
     index_key,
@@ -29,9 +28,7 @@ from evstore._core.codec import (
     parse_snapshot_key,
     unpack_u64,
 )
-from evstore._core.events import STATUS_TYPES, Entity, Kind, apply, entity_of
-from evstore._core.model import ContainerStatus, Metadata, SandboxStatus, Status
-from evstore._core.states import SandboxState
+from evstore._core.fold import Fold, mark_unknown, snapshot_fields
 from evstore._storage.index import Positions, unindexed
 from evstore._storage.log import Log
 from evstore._storage.retention import NO_FLOOR, base_enos, read_base, read_floor
@@ -51,27 +48,11 @@ class LoadReport(msgspec.Struct):
 
 
 @dataclass(slots=True)
-class Found:
-    """One entry as rebuilt so far."""
+class Found(Fold):
+    """One entry as rebuilt so far: its fold (``evstore._core.fold``) and its number."""
 
-    eno: int
-    entity: Entity | None = None
-    metadata: Metadata | None = None
-    status: Status | None = None
-    seq: int = 0
-    pos: int = 0  # last position folded in (or covered by the snapshot)
-    time: int = 0
-    deleted: bool = False
-    reason: str | None = None
-    max_seq: int = 0
+    eno: int = 0
     first_replayed: int | None = None
-
-    def break_off(self, reason: str) -> None:
-        self.reason = reason
-
-    @property
-    def id(self) -> str | None:
-        return self.metadata.id if self.metadata is not None else None
 
 
 @dataclass(slots=True)
@@ -176,11 +157,7 @@ def _read_snapshots(
 
 def from_snapshot(eno: int, record: SnapshotRecord) -> Found:
     """An entry as a snapshot (or a retention base) records it."""
-    return Found(
-        eno=eno, entity=entity_of(record.status), metadata=record.metadata,
-        status=record.status, seq=record.seq, pos=record.position, time=record.time,
-        deleted=record.deleted, max_seq=record.seq,
-    )
+    return Found(*snapshot_fields(record), eno)
 
 
 def start_of_history(txn: Any, dbs: dict[bytes, Any], eno: int) -> Found:
@@ -207,7 +184,7 @@ def _fold_history(
     try:
         for seq, pos in positions.of(eno, found.seq + 1):
             ekey = event_key(pos, eno, seq)
-            step(found, pos, seq, ekey, txn.get(ekey, db=dbs[b"events"]))
+            found.step_record(pos, seq, ekey, txn.get(ekey, db=dbs[b"events"]))
             if found.reason is not None:
                 break
     except RecordError as exc:
@@ -245,39 +222,8 @@ def _replay(
             continue
         if found.first_replayed is None:
             found.first_replayed = pos
-        step(found, pos, seq, key, value)
+        found.step_record(pos, seq, key, value)
         report.events_replayed += 1
-
-
-def step(found: Found, pos: int, seq: int, key: bytes, value: bytes | None) -> None:
-    """Fold one event into ``found``, or record why it cannot be."""
-    found.max_seq = max(found.max_seq, seq)
-    if seq != found.seq + 1:
-        found.break_off(f"events {found.seq + 1}..{seq - 1} missing")
-        return
-    if value is None:
-        found.break_off(f"event {seq} missing")
-        return
-    try:
-        record = decode_event(key, value)
-    except RecordError as exc:
-        found.break_off(f"event {seq} at position {pos}: {exc}")
-        return
-    kind = record.kind
-    if (kind == Kind.CREATED) != (found.status is None or found.deleted):
-        found.break_off(f"event {seq} at position {pos}: unexpected {Kind(kind).name}")
-        return
-    if kind == Kind.CREATED:
-        if record.metadata is None:
-            found.break_off(f"event {seq} at position {pos}: created without metadata")
-            return
-        found.metadata, found.deleted = record.metadata, False
-        found.entity = Entity.CONTAINER if isinstance(record, ContainerEventV1) else Entity.SANDBOX
-        found.status = STATUS_TYPES[found.entity]()
-    found.deleted = kind == Kind.DELETED
-    assert found.status is not None
-    found.status = apply(found.status, record.changes)
-    found.seq, found.pos, found.time = seq, pos, record.time
 
 
 def _dirty(entries: dict[int, Found], bad: dict[int, str], checkpoint: int) -> dict[int, Dirty]:
@@ -312,11 +258,3 @@ def _finish_report(recovered: Recovered) -> None:
                 found.deleted = False
         if found.status is not None and not found.deleted:
             report.loaded += 1
-
-
-def mark_unknown(status: Status) -> Status:
-    """How a damaged entry shows: the last good fold, in state UNKNOWN."""
-    if isinstance(status, ContainerStatus):
-        return msgspec.structs.replace(status, unknown=True)
-    assert isinstance(status, SandboxStatus)
-    return msgspec.structs.replace(status, state=SandboxState.UNKNOWN)
