@@ -3,6 +3,7 @@ collects is the one of the path it opens, and a damaged store still ends in one 
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 import subprocess
@@ -13,7 +14,7 @@ import click
 import pytest
 from test_damage import crashed_store
 
-from evstore._cli import prefetch
+from evstore._cli import quick
 from evstore._cli.main import main
 from evstore._storage import probe
 
@@ -21,7 +22,7 @@ from evstore._storage import probe
 def test_the_commands_guessed_at_take_only_flags() -> None:
     """PATH is their first argument that does not start with a dash."""
     ctx = click.Context(main)
-    for name in prefetch.FLAGS_ONLY:
+    for name in quick.QUICK_COMMANDS:
         command = main.get_command(ctx, name)
         assert command is not None
         options = [p for p in command.params if isinstance(p, click.Option)]
@@ -31,7 +32,7 @@ def test_the_commands_guessed_at_take_only_flags() -> None:
 
 def test_a_begun_walk_is_collected_by_the_probe_of_its_path(store_path: Path) -> None:
     crashed_store(store_path)
-    prefetch.start_probe(["ls", "--json", str(store_path)])
+    quick.start_probe(["ls", "--json", str(store_path)])
     assert list(probe._started) == [(str(store_path.resolve()), "load")]
     assert probe.probe(store_path) is not None
     assert probe._started == {}
@@ -39,7 +40,7 @@ def test_a_begun_walk_is_collected_by_the_probe_of_its_path(store_path: Path) ->
 
 @pytest.mark.parametrize("args", [["ls"], ["verify", "PATH"], ["ls", "/no/such/store"]])
 def test_nothing_is_begun_without_a_store_to_walk(args: list[str]) -> None:
-    prefetch.start_probe(args)
+    quick.start_probe(args)
     assert probe._started == {}
 
 
@@ -76,3 +77,26 @@ def test_a_damaged_store_is_one_error_line_never_a_crash(
     assert done.returncode in (0, 1), done.stderr  # a crash would be negative
     if done.returncode == 1:
         assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, done.stderr
+
+
+def test_a_quick_command_run_as_the_program_prints_everything(store_path: Path) -> None:
+    crashed_store(store_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "evstore", "ls", "--json", str(store_path)],
+        capture_output=True, text=True, timeout=60, check=True,
+    )
+    assert len(json.loads(done.stdout)) == 6  # five containers and a sandbox
+
+
+def test_run_called_by_another_program_returns_to_it(store_path: Path) -> None:
+    """Only the program itself skips the teardown: a caller of ``run`` goes on."""
+    crashed_store(store_path)
+    code = (
+        "import sys\nfrom evstore.__main__ import run\n"
+        f"sys.argv = ['evstore', 'ls', {str(store_path)!r}]\n"
+        "try:\n    run()\nexcept SystemExit as exc:\n    print('returned', exc.code)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.endswith("returned 0\n")
