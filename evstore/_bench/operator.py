@@ -106,7 +106,7 @@ def build_operator_store(path: Path, files: Path, count: int) -> str:
 
 def command_argv(*args: str) -> list[str]:
     """``evstore ARGS`` as an operator types it: the console script beside this Python,
-    else ``python -m evstore._cli.main``."""
+    else ``python -m evstore``."""
     script = Path(sys.executable).with_name("evstore")
     if script.exists():
         return [str(script), *args]
