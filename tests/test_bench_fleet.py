@@ -20,7 +20,7 @@ from evstore._bench.fleet import (
     measure_fleet,
     percentile,
 )
-from evstore._cli.main import format_ratio, format_value, results_table
+from evstore._cli.bench import format_ratio, format_value, results_table
 from evstore._fleet.pgserver import PgServer
 
 

@@ -24,9 +24,9 @@ from evstore._views.importer import StatusError
 ROOT = Path(__file__).resolve().parent.parent
 # exception classes defined outside errors.py, and why a user never gets them
 INTERNAL = {
-    "evstore._cli.main.UserError": "click shows it as one error line and exits",
-    "evstore._cli.main.UsageFailure": "click shows it as one error line and exits",
-    "evstore._cli.main.Interrupted": "click shows it as one line and exits 130",
+    "evstore._cli.errors.UserError": "click shows it as one error line and exits",
+    "evstore._cli.errors.UsageFailure": "click shows it as one error line and exits",
+    "evstore._cli.errors.Interrupted": "click shows it as one line and exits 130",
     "evstore._core.codec.RecordError": "a damaged record: readers skip it and verify reports it",
 }
 

@@ -12,16 +12,22 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 from click.testing import CliRunner
 
 import evstore
-from evstore._cli.main import main
+from evstore._cli.main import main, summary
 from evstore._core import extras as _extras
 from evstore._store.store import TUNING_DEFAULTS
 
 ROOT = Path(__file__).resolve().parent.parent
 HEAVY = ("psycopg", "rich", "click", "grpc")
+# ``evstore --help`` in a fresh interpreter
+HELP = (
+    "from click.testing import CliRunner; from evstore._cli.main import main\n"
+    "CliRunner().invoke(main, ['--help'])"
+)
 
 
 def loaded_after(code: str) -> set[str]:
@@ -40,13 +46,34 @@ def test_import_evstore_loads_no_driver_cli_or_store() -> None:
 
 
 def test_the_command_line_loads_only_click_until_a_command_runs() -> None:
-    loaded = loaded_after("import evstore._cli.main")
-    assert {m.split(".")[0] for m in loaded} & {"psycopg", "rich", "lmdb", "msgspec"} == set()
-    assert sorted(m for m in loaded if m.startswith("evstore.")) == [
-        "evstore._cli", "evstore._cli.main", "evstore._cli.record", "evstore._core",
-        "evstore._core.errors", "evstore._core.extras", "evstore._core.states",
-        "evstore._core.times",
+    for code in ("import evstore._cli.main", HELP):
+        loaded = loaded_after(code)
+        assert {m.split(".")[0] for m in loaded} & {
+            "psycopg", "rich", "lmdb", "msgspec", "asyncio"
+        } == set()
+        assert sorted(m for m in loaded if m.startswith("evstore.")) == [
+            "evstore._cli", "evstore._cli.errors", "evstore._cli.main", "evstore._core",
+            "evstore._core.errors",
+        ]
+
+
+def test_a_command_loads_its_own_module_only() -> None:
+    loaded = loaded_after(
+        "from click.testing import CliRunner; from evstore._cli.main import main\n"
+        "CliRunner().invoke(main, ['ls', '--help'])"
+    )
+    assert sorted(m for m in loaded if m.startswith("evstore._cli.")) == [
+        "evstore._cli.errors", "evstore._cli.main", "evstore._cli.options",
+        "evstore._cli.output", "evstore._cli.reading",
     ]
+
+
+def test_help_lists_every_command_with_the_summary_of_its_help() -> None:
+    ctx = click.Context(main)
+    for name in main.list_commands(ctx):
+        command = main.get_command(ctx, name)
+        assert command is not None, name
+        assert command.get_short_help_str(limit=1_000) == summary(name), name
 
 
 def test_public_names_load_on_first_use() -> None:

@@ -79,6 +79,28 @@ _LMDB_HOME = os.path.dirname(os.path.dirname(os.path.abspath(lmdb.__file__)))
 _CANNOT_OPEN = 3  # LMDB refused the environment: the caller's own open says why, typed
 
 
+# walks begun by ``start``, by (absolute path, scope), each for the next ``probe`` of them
+_started: dict[tuple[str, str], subprocess.Popen[str]] = {}
+
+
+def start(path: str | os.PathLike[str], scope: Literal["load", "all"] = "load") -> None:
+    """Begin the walk that the next ``probe(path, scope)`` of this process will wait for,
+    so that it runs while this process does other work (a command line importing its
+    modules). Nothing is mapped or decided here: ``probe`` still checks the path and reads
+    the walk's outcome before the caller maps the file."""
+    key = (os.path.abspath(path), scope)
+    if key not in _started:
+        _started[key] = _walker(Path(path), scope)
+
+
+def _walker(store: Path, scope: str) -> subprocess.Popen[str]:
+    names = [name.decode() for name in DB_NAMES]
+    return subprocess.Popen(
+        [sys.executable, "-I", "-S", "-c", _WALK, _LMDB_HOME, str(store), scope, *names],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
 def probe(
     path: str | os.PathLike[str], scope: Literal["load", "all"] = "load"
 ) -> dict[bytes, int] | None:
@@ -96,11 +118,14 @@ def probe(
     """
     store = Path(path)
     check_path(store, readonly=True, modes=Modes(NEW_STORE_MODE))  # reads: modes unused
-    names = [name.decode() for name in DB_NAMES]
-    done = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", _WALK, _LMDB_HOME, str(store), scope, *names],
-        capture_output=True, text=True, check=False,
-    )
+    child = _started.pop((os.path.abspath(store), scope), None) or _walker(store, scope)
+    with child:
+        try:
+            stdout, stderr = child.communicate()
+        except BaseException:  # Ctrl-C while waiting: the walk is not left running
+            child.kill()
+            raise
+    done = subprocess.CompletedProcess(child.args, child.returncode, stdout, stderr)
     if done.returncode == -signal.SIGINT:  # Ctrl-C reached the child too: not damage
         raise KeyboardInterrupt
     if done.returncode < 0:

@@ -1,0 +1,102 @@
+"""A reading command begins its store's probe before the command line loads: the walk it
+collects is the one of the path it opens, and a damaged store still ends in one error line."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+from test_damage import crashed_store
+
+from evstore._cli import quick
+from evstore._cli.main import main
+from evstore._storage import probe
+
+
+def test_the_commands_guessed_at_take_only_flags() -> None:
+    """PATH is their first argument that does not start with a dash."""
+    ctx = click.Context(main)
+    for name in quick.QUICK_COMMANDS:
+        command = main.get_command(ctx, name)
+        assert command is not None
+        options = [p for p in command.params if isinstance(p, click.Option)]
+        assert all(option.is_flag for option in options), name
+        assert command.params[0].name == "path", name
+
+
+def test_a_begun_walk_is_collected_by_the_probe_of_its_path(store_path: Path) -> None:
+    crashed_store(store_path)
+    quick.start_probe(["ls", "--json", str(store_path)])
+    assert list(probe._started) == [(str(store_path.resolve()), "load")]
+    assert probe.probe(store_path) is not None
+    assert probe._started == {}
+
+
+@pytest.mark.parametrize("args", [["ls"], ["verify", "PATH"], ["ls", "/no/such/store"]])
+def test_nothing_is_begun_without_a_store_to_walk(args: list[str]) -> None:
+    quick.start_probe(args)
+    assert probe._started == {}
+
+
+def test_a_wrong_guess_is_not_collected(store_path: Path, tmp_path: Path) -> None:
+    crashed_store(store_path)
+    other = tmp_path / "other"
+    shutil.copytree(store_path, other)
+    probe.start(other)
+    try:
+        assert probe.probe(store_path) is not None
+        assert list(probe._started) == [(str(other.resolve()), "load")]
+    finally:
+        probe._started.pop((str(other.resolve()), "load")).communicate()
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("command", ["ls", "pods", "history"])
+def test_a_damaged_store_is_one_error_line_never_a_crash(
+    tmp_path: Path, command: str, seed: int
+) -> None:
+    path = tmp_path / "damaged"
+    crashed_store(path, count=30, events=8)
+    data = bytearray((path / "data.mdb").read_bytes())
+    rng = random.Random(seed)
+    page = rng.randrange(2, len(data) // 4096)  # past the two meta pages
+    for _ in range(8):
+        data[page * 4096 + rng.randrange(4096)] = rng.randrange(256)
+    (path / "data.mdb").write_bytes(bytes(data))
+    args = [str(path), "0"] if command == "history" else [str(path)]
+    done = subprocess.run(
+        [sys.executable, "-m", "evstore", command, *args],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert done.returncode in (0, 1), done.stderr  # a crash would be negative
+    if done.returncode == 1:
+        assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, done.stderr
+
+
+def test_a_quick_command_run_as_the_program_prints_everything(store_path: Path) -> None:
+    crashed_store(store_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "evstore", "ls", "--json", str(store_path)],
+        capture_output=True, text=True, timeout=60, check=True,
+    )
+    assert len(json.loads(done.stdout)) == 6  # five containers and a sandbox
+
+
+def test_run_called_by_another_program_returns_to_it(store_path: Path) -> None:
+    """Only the program itself skips the teardown: a caller of ``run`` goes on."""
+    crashed_store(store_path)
+    code = (
+        "import sys\nfrom evstore.__main__ import run\n"
+        f"sys.argv = ['evstore', 'ls', {str(store_path)!r}]\n"
+        "try:\n    run()\nexcept SystemExit as exc:\n    print('returned', exc.code)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.endswith("returned 0\n")
