@@ -53,7 +53,8 @@ if TYPE_CHECKING:
     from evstore._core.states import ContainerState, SandboxState
     from evstore._storage.recovery import LoadReport
     from evstore._store.aio import AsyncStore, open_async
-    from evstore._store.entries import Entries, Entry, StatusStorage
+    from evstore._store.entries import Entries, Entry
+    from evstore._store.status import StatusStorage
     from evstore._store.store import Store
     from evstore._store.tuning import Tuning
     from evstore._views.pods import Pod, Pods, PodStatus, build_pod_full_name
@@ -67,7 +68,7 @@ _LAZY = {
     "Event": "_core.events",
     "Entries": "_store.entries",
     "Entry": "_store.entries",
-    "StatusStorage": "_store.entries",
+    "StatusStorage": "_store.status",
     "Tuning": "_store.tuning",
     "ContainerConfig": "_core.model",
     "ContainerMetadata": "_core.model",

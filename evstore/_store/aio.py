@@ -31,7 +31,8 @@ from evstore._core.model import ContainerMetadata, ContainerStatus, SandboxMetad
 from evstore._storage import audit
 from evstore._storage.commit import Batch
 from evstore._storage.recovery import LoadReport
-from evstore._store.entries import Entries, Entry, StatusStorage
+from evstore._store.entries import Entries, Entry
+from evstore._store.status import StatusStorage
 from evstore._store.store import Store, open_store, refuse_public_names, set_name
 from evstore._store.tuning import Tuning
 
