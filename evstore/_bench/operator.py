@@ -40,13 +40,15 @@ from evstore._bench.workload import container_id, created_status
 SCRIPT = Path(__file__).resolve().parent.parent.parent / "benchmarks" / "ls_files.py"
 POD_SIZE = 4  # containers per pod
 COMMANDS = ("ls", "pods", "history")
+# what every command imports before it reads a byte: the libraries, not evstore's own code
+LIBRARIES = "import msgspec, lmdb, click"
 
 
 def count_operator_steps(cfg: BenchConfig) -> int:
     """The store built, then per run the script and each command."""
     if not cfg.operator_containers or not SCRIPT.exists():
         return 0
-    return 1 + cfg.repeats * (1 + len(COMMANDS))
+    return 1 + cfg.repeats * (1 + len(COMMANDS))  # (the libraries' import is not a step)
 
 
 def _labels(i: int) -> dict[str, str]:
@@ -167,9 +169,11 @@ def _measure(
     base: list[float] = []
     times: dict[str, list[float]] = {name: [] for name in COMMANDS}
     start: list[float] = []  # the interpreter alone, what every one of them pays first
+    libraries: list[float] = []  # the interpreter and the libraries the commands load
     out: dict[str, str] = {}
     for _ in range(cfg.repeats):
         start.append(timed([sys.executable, "-c", "pass"], env)[0])
+        libraries.append(timed([sys.executable, "-c", LIBRARIES], env)[0])
         seconds, out["script"] = timed(script, env)
         base.append(seconds)
         step("operator: the file-reading script")
@@ -188,6 +192,7 @@ def _measure(
              "output_lines": lines[name], "script_output_lines": lines["script"],
              "script_median": statistics.median(base),
              "python_start_median": statistics.median(start),
+             "libraries_median": statistics.median(libraries),
              # the script prints the table ls prints, for the same containers
              "script_same_as_ls": out["script"] == out["ls"]},
         )
