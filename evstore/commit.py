@@ -333,7 +333,9 @@ class Committer:
         due = len(self._unindexed) + len(index) >= self._index_every or self._closing
         error = None
         if due:
-            error = self._try(records, plan, (self._unindexed + index, first + len(items) - 1))
+            bulk = self._unindexed + index
+            bulk.sort()  # in key order LMDB fills each page once instead of hopping about
+            error = self._try(records, plan, (bulk, first + len(items) - 1))
             if error is None:
                 self._unindexed = []
                 return None
