@@ -375,8 +375,10 @@ class Committer:
                 txn.cursor(db=dbs[b"index"]).putmulti(bulk)
             if snapshots:
                 txn.cursor(db=dbs[b"snapshots"]).putmulti(snapshots)
-        if indexed is not None:
-            put_indexed(txn, dbs, indexed)
-        if plan.checkpoint != self._policy.checkpoint:  # unchanged: spare a page write
-            txn.put(b"checkpoint", pack_u64(plan.checkpoint), db=dbs[b"meta"])
-        self._tell()
+            # every put lets go of the GIL: outside the gate, each would wait for it
+            # behind the callers (a busy event loop keeps it a whole switch interval)
+            if indexed is not None:
+                put_indexed(txn, dbs, indexed)
+            if plan.checkpoint != self._policy.checkpoint:  # unchanged: spare a page write
+                txn.put(b"checkpoint", pack_u64(plan.checkpoint), db=dbs[b"meta"])
+            self._tell()
