@@ -148,7 +148,8 @@ class Committer:
                 pass
         with self._lock:
             batch = self._join(item)
-            if self._idle:
+            if self._idle:  # once: until the writer gets the GIL, a busy loop submits on
+                self._idle = False
                 self._cond.notify()
             return batch
 
