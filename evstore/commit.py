@@ -48,7 +48,8 @@ class Batch:
         self._lock = threading.Lock()
 
     def on_done(self, callback: Callable[[], object]) -> None:
-        """Call ``callback()`` (from the committing thread) once the commit has ended."""
+        """Call ``callback()`` (from the committing thread, maybe inside its gate: it must
+        not write) once the commit has ended."""
         with self._lock:
             if not self.finished:
                 self._callbacks.append(callback)
@@ -128,7 +129,7 @@ class Committer:
 
     def add_listener(self, listener: Listener) -> None:
         """Call ``listener(last_position)`` after each commit (from the writer thread), and
-        once more when the committer stops."""
+        once more when the committer stops. It must not write: it may run inside the gate."""
         self._listeners.append(listener)
 
     def remove_listener(self, listener: Listener) -> None:
