@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import operator
 import threading
 import time
 from collections import deque
@@ -23,6 +24,7 @@ from evstore._storage.log import Log
 from evstore._storage.snapshots import Plan, SnapshotPolicy, Write, snapshot_record
 
 Listener = Callable[[int], None]
+_index_key = operator.itemgetter(0)  # keys are unique: sorting on them alone is half the work
 
 
 def _quietly(callback: Callable[[], object]) -> None:
@@ -48,7 +50,8 @@ class Batch:
         self._lock = threading.Lock()
 
     def on_done(self, callback: Callable[[], object]) -> None:
-        """Call ``callback()`` (from the committing thread) once the commit has ended."""
+        """Call ``callback()`` (from the committing thread, maybe inside its gate: it must
+        not write) once the commit has ended."""
         with self._lock:
             if not self.finished:
                 self._callbacks.append(callback)
@@ -128,7 +131,7 @@ class Committer:
 
     def add_listener(self, listener: Listener) -> None:
         """Call ``listener(last_position)`` after each commit (from the writer thread), and
-        once more when the committer stops."""
+        once more when the committer stops. It must not write: it may run inside the gate."""
         self._listeners.append(listener)
 
     def remove_listener(self, listener: Listener) -> None:
@@ -148,7 +151,8 @@ class Committer:
                 pass
         with self._lock:
             batch = self._join(item)
-            if self._idle:
+            if self._idle:  # once: until the writer gets the GIL, a busy loop submits on
+                self._idle = False
                 self._cond.notify()
             return batch
 
@@ -333,7 +337,9 @@ class Committer:
         due = len(self._unindexed) + len(index) >= self._index_every or self._closing
         error = None
         if due:
-            error = self._try(records, plan, (self._unindexed + index, first + len(items) - 1))
+            bulk = self._unindexed + index
+            bulk.sort(key=_index_key)  # in key order LMDB fills each page once, not hopping
+            error = self._try(records, plan, (bulk, first + len(items) - 1))
             if error is None:
                 self._unindexed = []
                 return None
@@ -373,8 +379,10 @@ class Committer:
                 txn.cursor(db=dbs[b"index"]).putmulti(bulk)
             if snapshots:
                 txn.cursor(db=dbs[b"snapshots"]).putmulti(snapshots)
-        if indexed is not None:
-            put_indexed(txn, dbs, indexed)
-        if plan.checkpoint != self._policy.checkpoint:  # unchanged: spare a page write
-            txn.put(b"checkpoint", pack_u64(plan.checkpoint), db=dbs[b"meta"])
-        self._tell()
+            # every put lets go of the GIL: outside the gate, each would wait for it
+            # behind the callers (a busy event loop keeps it a whole switch interval)
+            if indexed is not None:
+                put_indexed(txn, dbs, indexed)
+            if plan.checkpoint != self._policy.checkpoint:  # unchanged: spare a page write
+                txn.put(b"checkpoint", pack_u64(plan.checkpoint), db=dbs[b"meta"])
+            self._tell()
