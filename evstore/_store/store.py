@@ -162,6 +162,7 @@ class Store:
         return self.containers if entity is Entity.CONTAINER else self.sandboxes
 
     def _adopt(self, recovered: Recovered) -> None:
+        loaded: dict[Entity, list[Entry[Any, Any]]] = {entity: [] for entity in Entity}
         for eno, found in recovered.entries.items():
             if found.entity is None or found.metadata is None or found.status is None:
                 continue  # unattributable damage: reported in load_report.unknown
@@ -171,11 +172,12 @@ class Store:
             if found.deleted:
                 entries._remember(ident, eno, found.max_seq)
                 continue
-            entry = Entry(
+            loaded[found.entity].append(Entry(
                 entries, eno, found.metadata, found.status, found.max_seq,
                 damaged=found.reason is not None,
-            )
-            entries._adopt(entry)
+            ))
+        for entity, live in loaded.items():
+            self._collection(entity)._adopt_loaded(live)
 
     def _start_committer(self, recovered: Recovered) -> Committer:
         policy = SnapshotPolicy(
