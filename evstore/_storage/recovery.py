@@ -208,6 +208,7 @@ def _replay(
     cursor = txn.cursor(db=dbs[b"events"])
     if not cursor.set_range(event_key(checkpoint + 1, 0, 0)):
         return
+    replayed = 0  # counted here, set once: this loop runs once per event
     for key, value in cursor:
         try:
             pos, eno, seq = parse_event_key(key)
@@ -228,7 +229,8 @@ def _replay(
         if found.first_replayed is None:
             found.first_replayed = pos
         found.step_record(pos, seq, key, value)
-        report.events_replayed += 1
+        replayed += 1
+    report.events_replayed += replayed
 
 
 def _dirty(entries: dict[int, Found], bad: dict[int, str], checkpoint: int) -> dict[int, Dirty]:
