@@ -53,7 +53,7 @@ def test_a_wrong_guess_is_not_collected(store_path: Path, tmp_path: Path) -> Non
         assert probe.probe(store_path) is not None
         assert list(probe._started) == [(str(other.resolve()), "load")]
     finally:
-        probe._started.pop((str(other.resolve()), "load")).communicate()
+        probe._started.pop((str(other.resolve()), "load")).join()
 
 
 @pytest.mark.parametrize("seed", range(4))

@@ -124,7 +124,13 @@ def _unpack(layout: struct.Struct, data: bytes, what: str) -> tuple[int, ...]:
 
 
 def parse_event_key(key: bytes) -> tuple[int, int, int]:
-    position, eno, seq = _unpack(_EVENT_KEY, key, "log key")
+    """(position, entry, seq) of a log key. Opening parses one per event after the
+    checkpoint: one call, with the length check left to ``struct`` (a bad key is rare)."""
+    try:
+        position, eno, seq = _EVENT_KEY.unpack(key)
+    except struct.error:
+        _unpack(_EVENT_KEY, key, "log key")  # raises the RecordError
+        raise
     return position, eno, seq
 
 
@@ -189,18 +195,6 @@ def event_records(
     return records, index, fresh
 
 
-def _open(key: bytes, value: bytes) -> bytes:
-    if len(value) < _HEADER.size:
-        raise RecordError(f"record too short ({len(value)} bytes)")
-    version, crc = _HEADER.unpack_from(value)
-    if version != FORMAT:
-        raise RecordError(f"unknown format version {version}")
-    payload = value[_HEADER.size :]
-    if zlib.crc32(payload, zlib.crc32(key)) != crc:
-        raise RecordError("checksum mismatch")
-    return payload
-
-
 def decode_event(key: bytes, value: bytes) -> EventRecord:
     record: EventRecord = _decode(_event_decoder, key, value, "event")
     return record
@@ -217,8 +211,20 @@ def decode_floor(key: bytes, value: bytes) -> FloorV1:
 
 
 def _decode(decoder: msgspec.msgpack.Decoder[Any], key: bytes, value: bytes, what: str) -> Any:
-    payload = _open(key, value)
+    """Check a record's header and checksum, and decode it: one call, as opening makes one
+    per event after the checkpoint."""
+    if len(value) < _HEADER_SIZE:
+        raise RecordError(f"record too short ({len(value)} bytes)")
+    version, crc = _HEADER_UNPACK(value)
+    if version != FORMAT:
+        raise RecordError(f"unknown format version {version}")
+    payload = memoryview(value)[_HEADER_SIZE:]  # read in place, not copied
+    if _crc32(payload, _crc32(key)) != crc:
+        raise RecordError("checksum mismatch")
     try:
         return decoder.decode(payload)
     except msgspec.DecodeError as exc:
         raise RecordError(f"undecodable {what}: {exc}") from exc
+
+
+_HEADER_SIZE, _HEADER_UNPACK, _crc32 = _HEADER.size, _HEADER.unpack_from, zlib.crc32

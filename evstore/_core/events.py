@@ -122,13 +122,16 @@ def no_changes(entity: Entity) -> msgspec.Struct:
 
 
 def apply(status: Status, changes: msgspec.Struct) -> Status:
-    """Fold one event's changes into a status (a new object; the old one is not touched)."""
-    values = {
-        name: value
-        for name in changes.__struct_fields__
-        if (value := getattr(changes, name)) is not msgspec.UNSET
-    }
-    return msgspec.structs.replace(status, **values) if values else status
+    """Fold one event's changes into a status (a new object; the old one is not touched).
+    Opening runs this once per event after the checkpoint: the fields come as one tuple."""
+    values = {}  # a loop, not a comprehension: no frame of its own per call
+    for name, value in zip(changes.__struct_fields__, _astuple(changes), strict=True):
+        if value is not _UNSET:
+            values[name] = value
+    return _replace(status, **values) if values else status
+
+
+_astuple, _replace, _UNSET = msgspec.structs.astuple, msgspec.structs.replace, msgspec.UNSET
 
 
 def changes_dict(changes: msgspec.Struct) -> dict[str, Any]:

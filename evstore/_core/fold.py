@@ -37,6 +37,9 @@ from evstore._core.states import SandboxState
 
 ENTITIES = {name: entity for entity, name in ENTITY_NAMES.items()}
 KINDS = {kind.name.lower(): kind for kind in Kind}
+# opening folds every event after the checkpoint: an enum member read from its class costs
+# more than the rest of a comparison
+_CREATED, _DELETED = Kind.CREATED, Kind.DELETED
 
 
 @dataclass(slots=True)
@@ -83,7 +86,7 @@ class Fold:
             self.break_off(f"event {seq} at position {pos}: {exc}")
             return
         kind = record.kind
-        if kind == Kind.CREATED:
+        if kind == _CREATED:
             if record.metadata is None:
                 self.break_off(f"event {seq} at position {pos}: created without metadata")
                 return
@@ -111,13 +114,13 @@ class Fold:
     ) -> bool:
         """Fold in one readable event (``entity`` is needed for ``created`` only); False
         when it does not fit, which breaks the fold."""
-        if (kind == Kind.CREATED) != (self.status is None or self.deleted):
+        if (kind == _CREATED) != (self.status is None or self.deleted):
             self.break_off(f"event {seq} at position {pos}: unexpected {Kind(kind).name}")
             return False
-        if kind == Kind.CREATED:
+        if kind == _CREATED:
             assert entity is not None
             self.entity, self.status = entity, STATUS_TYPES[entity]()
-        self.deleted = kind == Kind.DELETED
+        self.deleted = kind == _DELETED
         assert self.status is not None
         self.status = apply(self.status, changes)
         self.seq, self.pos, self.time = seq, pos, time

@@ -16,7 +16,7 @@ entry (see ``recovery``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from evstore._core.codec import (
@@ -75,17 +75,23 @@ def _tail_keys(txn: Any, dbs: dict[bytes, Any], indexed: int) -> Iterator[bytes]
 
 class Positions:
     """Finds entries' events in one read transaction: the index, then the log's tail
-    (read once, on first need, however many entries are looked up)."""
+    (read once, on first need, however many entries are looked up). ``before_index`` runs
+    before each look-up reads the index (opening waits there for the probe's walk of it)."""
 
-    def __init__(self, txn: Any, dbs: dict[bytes, Any]) -> None:
+    def __init__(
+        self, txn: Any, dbs: dict[bytes, Any], before_index: Callable[[], object] | None = None
+    ) -> None:
         self._txn = txn
         self._dbs = dbs
         self._tail: dict[int, list[tuple[int, int]]] | None = None
+        self._before_index = before_index
 
     def of(self, eno: int, first_seq: int) -> Iterator[tuple[int, int]]:
         """(seq, position) of each of ``eno``'s events from ``first_seq`` on, in order.
 
         Raises ``RecordError`` at a damaged index record."""
+        if self._before_index is not None:
+            self._before_index()
         last = first_seq - 1
         cursor = self._txn.cursor(db=self._dbs[b"index"])
         if cursor.set_range(index_key(eno, first_seq)):

@@ -15,6 +15,12 @@ than the second load of the store it replaces. It is a fresh interpreter, never 
 is probed for what opening reads; later reads of older pages (an entry's history) and
 the free list, which only a writer reads, are not walked then, but ``verify``
 walks every record first. Pages a writer adds later come from a sound process.
+
+The walk comes in two parts, so that opening need not wait for all of it: the child says
+when it has walked everything opening reads but the index (meta, snapshots, the log's
+tail), and walks the index, opening's last read, while the caller loads the rest. The
+caller reads none of the file before that word, and joins the walk before it reads the
+index or starts its writer (``Walk``).
 """
 
 from __future__ import annotations
@@ -31,10 +37,11 @@ import lmdb
 from evstore._core.errors import CorruptStoreError
 from evstore._storage.files import DB_NAMES, NEW_STORE_MODE, Modes, check_path
 
-# argv: lmdb's directory, the store's path, the scope, the database names; prints the
-# number of records of each database (-1: missing)
+# argv: lmdb's directory, the store's path, the scope, the database names. Says "walked"
+# once it has walked all that opening reads but the index, then prints the number of
+# records of each database (-1: missing)
 _WALK = """
-import sys
+import os, sys
 sys.path.insert(0, sys.argv[1])
 import lmdb
 path, scope, names = sys.argv[2], sys.argv[3], sys.argv[4:]
@@ -68,37 +75,112 @@ try:
         if scope == "load" and meta is not None:
             start = min(position(txn.get(key, db=meta)) for key in (b"checkpoint", b"indexed"))
             start = min(start + 1, 2**64 - 1).to_bytes(8, "big")
-        for name, db in dbs.items():  # opening seeks every entry's first index record
-            walk(txn, db, start if name == "events" else None)
+        for name, db in dbs.items():
+            if name != "index":
+                walk(txn, db, start if name == "events" else None)
+        print("walked", flush=True)  # the caller may read those now
+        if "index" in dbs:  # opening seeks every entry's first index record, last
+            walk(txn, dbs["index"])
 except lmdb.Error as exc:
     print(exc, file=sys.stderr)
     sys.exit(1)
-print(*counts)
+print(*counts, flush=True)
+os._exit(0)  # nothing left to do: tearing the interpreter down would only cost time
 """
 _LMDB_HOME = os.path.dirname(os.path.dirname(os.path.abspath(lmdb.__file__)))
 _CANNOT_OPEN = 3  # LMDB refused the environment: the caller's own open says why, typed
+_WALKED = b"walked\n"
 
 
-# walks begun by ``start``, by (absolute path, scope), each for the next ``probe`` of them
-_started: dict[tuple[str, str], subprocess.Popen[str]] = {}
+class Walk:
+    """A probe's child at work on one store: ``walked`` waits for all but the index,
+    ``join`` for the whole walk and its outcome, ``cancel`` stops it."""
+
+    def __init__(self, store: Path, scope: str) -> None:
+        names = [name.decode() for name in DB_NAMES]
+        self._store = store
+        self._child = subprocess.Popen(  # unbuffered: a line read takes no byte beyond it
+            [sys.executable, "-I", "-S", "-c", _WALK, _LMDB_HOME, str(store), scope, *names],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0,
+        )
+        self._ended: tuple[bytes, bytes] | None = None  # its output, once it has ended
+        self._walked = False
+
+    def walked(self) -> None:
+        """Return once the child has walked all that opening reads but the index; raise
+        what ``join`` raises when it ended first."""
+        if self._walked:
+            return
+        assert self._child.stdout is not None
+        try:
+            line = b"" if self._ended is not None else self._child.stdout.readline()
+        except BaseException:  # Ctrl-C while waiting: the walk is not left running
+            self.cancel()
+            raise
+        self._walked = line == _WALKED
+        if not self._walked:  # it ended: its exit says why
+            self.join()
+            self._walked = True
+
+    def join(self) -> dict[bytes, int] | None:
+        """Wait for the whole walk: what ``probe`` returns or raises (again on each call)."""
+        child = self._child
+        if self._ended is None:
+            try:
+                self._ended = child.communicate()
+            except BaseException:  # Ctrl-C while waiting: the walk is not left running
+                self.cancel()
+                raise
+        out, err = self._ended
+        if child.returncode == -signal.SIGINT:  # Ctrl-C reached the child too: not damage
+            raise KeyboardInterrupt
+        if child.returncode < 0:
+            name = signal.Signals(-child.returncode).name
+            raise CorruptStoreError(
+                f"{self._store}: store file is damaged (it killed a reader: {name})"
+            )
+        if child.returncode == _CANNOT_OPEN:
+            return None
+        if child.returncode != 0:
+            lines = err.decode(errors="replace").strip().splitlines()
+            reason = lines[-1] if lines else f"exit status {child.returncode}"
+            raise CorruptStoreError(
+                f"{self._store}: store file is damaged or unreadable ({reason})"
+            )
+        counts = map(int, out.split()[1:] if out.startswith(_WALKED) else out.split())
+        return {name: count for name, count in zip(DB_NAMES, counts, strict=True) if count >= 0}
+
+    def cancel(self) -> None:
+        """Stop the walk: its caller will not read the store."""
+        if self._ended is None:
+            self._child.kill()
+            self._ended = self._child.communicate()
 
 
-def start(path: str | os.PathLike[str], scope: Literal["load", "all"] = "load") -> None:
-    """Begin the walk that the next ``probe(path, scope)`` of this process will wait for,
-    so that it runs while this process does other work (a command line importing its
-    modules). Nothing is mapped or decided here: ``probe`` still checks the path and reads
-    the walk's outcome before the caller maps the file."""
+# walks begun by ``start``, by (absolute path, scope), each for the next ``begin`` of them
+_started: dict[tuple[str, str], Walk] = {}
+
+
+def start(path: str | os.PathLike[str], scope: Literal["load", "all"] = "load") -> Walk:
+    """Begin the walk that this process's next ``begin`` (or ``probe``) of ``path`` and
+    ``scope`` collects, so that it runs while this process does other work (a command line
+    importing its modules). Nothing is mapped or decided here: ``begin`` still checks the
+    path and reads the walk's word before the caller maps the file."""
     key = (os.path.abspath(path), scope)
     if key not in _started:
-        _started[key] = _walker(Path(path), scope)
+        _started[key] = Walk(Path(path), scope)
+    return _started[key]
 
 
-def _walker(store: Path, scope: str) -> subprocess.Popen[str]:
-    names = [name.decode() for name in DB_NAMES]
-    return subprocess.Popen(
-        [sys.executable, "-I", "-S", "-c", _WALK, _LMDB_HOME, str(store), scope, *names],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+def begin(path: str | os.PathLike[str], scope: Literal["load", "all"] = "load") -> Walk:
+    """``probe``, returning once the child has walked all that opening reads but the index:
+    the caller may read that meanwhile, and ``join``s the walk before it reads the index or
+    writes. Raises what ``probe`` raises when the walk so far found damage."""
+    store = Path(path)
+    check_path(store, readonly=True, modes=Modes(NEW_STORE_MODE))  # reads: modes unused
+    walk = _started.pop((os.path.abspath(store), scope), None) or Walk(store, scope)
+    walk.walked()
+    return walk
 
 
 def probe(
@@ -108,34 +190,12 @@ def probe(
     when LMDB would not open it at all (the caller's own open then raises the typed error).
 
     ``scope`` "load" reads what opening a store reads (its meta and snapshot databases,
-    and the log after the checkpoint or the index mark, whichever is older: a cost that
-    grows with the entries and ``checkpoint_every``, not with the history); "all" reads
-    every record of every database, as ``verify`` does.
+    the log after the checkpoint or the index mark, whichever is older: a cost that grows
+    with the entries and ``checkpoint_every``, not with the history, and the index); "all"
+    reads every record of every database, as ``verify`` does.
 
     Raises ``CorruptStoreError`` when the walk killed the child or LMDB found a page it
     cannot read, and what ``Log`` raises for a path that is no store (checked first, with
     plain reads, as is a data file shorter than its header says).
     """
-    store = Path(path)
-    check_path(store, readonly=True, modes=Modes(NEW_STORE_MODE))  # reads: modes unused
-    child = _started.pop((os.path.abspath(store), scope), None) or _walker(store, scope)
-    with child:
-        try:
-            stdout, stderr = child.communicate()
-        except BaseException:  # Ctrl-C while waiting: the walk is not left running
-            child.kill()
-            raise
-    done = subprocess.CompletedProcess(child.args, child.returncode, stdout, stderr)
-    if done.returncode == -signal.SIGINT:  # Ctrl-C reached the child too: not damage
-        raise KeyboardInterrupt
-    if done.returncode < 0:
-        name = signal.Signals(-done.returncode).name
-        raise CorruptStoreError(f"{store}: store file is damaged (it killed a reader: {name})")
-    if done.returncode == _CANNOT_OPEN:
-        return None
-    if done.returncode != 0:
-        lines = done.stderr.strip().splitlines()
-        reason = lines[-1] if lines else f"exit status {done.returncode}"
-        raise CorruptStoreError(f"{store}: store file is damaged or unreadable ({reason})")
-    counts = map(int, done.stdout.split())
-    return {name: count for name, count in zip(DB_NAMES, counts, strict=True) if count >= 0}
+    return begin(path, scope).join()

@@ -11,6 +11,7 @@ see ``retention``). Nothing here writes.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,7 +67,9 @@ class Recovered:
     dirty: dict[int, Dirty] = field(default_factory=dict)
 
 
-def load(log: Log) -> Recovered:
+def load(log: Log, before_index: Callable[[], object] | None = None) -> Recovered:
+    """Rebuild every entry. ``before_index`` runs before anything here reads the index
+    database: opening reads the rest while the probe's child still walks it (``probe``)."""
     started = time.perf_counter()
     report = LoadReport()
     with log.reading() as txn:
@@ -74,12 +77,14 @@ def load(log: Log) -> Recovered:
         checkpoint = read_checkpoint(txn, dbs)
         entries, bad = _read_snapshots(txn, dbs[b"snapshots"], report)
         snap_seq = {eno: found.seq for eno, found in entries.items()}
-        positions = Positions(txn, dbs)
+        positions = Positions(txn, dbs, before_index)
         for eno, reason in bad.items():
             entries[eno] = _fold_history(txn, dbs, positions, eno, reason)
         _replay(txn, dbs, positions, entries, bad, checkpoint, report)
         last_pos = last_position(txn, dbs, report)
         tail = unindexed(txn, dbs)
+        if before_index is not None:
+            before_index()
         for eno in sorted(_named(txn, dbs, tail) - entries.keys()):
             bad[eno] = "snapshot missing"
             entries[eno] = _fold_history(txn, dbs, positions, eno, bad[eno])
@@ -203,6 +208,7 @@ def _replay(
     cursor = txn.cursor(db=dbs[b"events"])
     if not cursor.set_range(event_key(checkpoint + 1, 0, 0)):
         return
+    replayed = 0  # counted here, set once: this loop runs once per event
     for key, value in cursor:
         try:
             pos, eno, seq = parse_event_key(key)
@@ -223,7 +229,8 @@ def _replay(
         if found.first_replayed is None:
             found.first_replayed = pos
         found.step_record(pos, seq, key, value)
-        report.events_replayed += 1
+        replayed += 1
+    report.events_replayed += replayed
 
 
 def _dirty(entries: dict[int, Found], bad: dict[int, str], checkpoint: int) -> dict[int, Dirty]:

@@ -215,6 +215,15 @@ class Entries(Generic[S, M]):
             self._adding.discard(entry.id)
             self._known[entry.id] = (entry.status._eno, entry.status._seq)
 
+    def _adopt_loaded(self, loaded: builtins.list[Entry[S, M]]) -> None:
+        """Make the entries an open rebuilt visible: one pass and one sort, not one
+        insertion each (an open adopts every live entry)."""
+        with self._lock:
+            for entry in loaded:
+                self._live[entry.id] = entry
+                self._known[entry.id] = (entry.status._eno, entry.status._seq)
+            self._ids = sorted(self._live)
+
     def _remember(self, ident: str, eno: int, seq: int) -> None:
         """Record a deleted id, so adding it again continues its history."""
         self._known[ident] = (eno, seq)

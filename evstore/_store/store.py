@@ -31,7 +31,7 @@ from evstore._storage import audit
 from evstore._storage.commit import Batch, Committer
 from evstore._storage.files import NEW_STORE_MODE
 from evstore._storage.log import DEFAULT_MAP_SIZE, Log
-from evstore._storage.probe import probe as probe_store
+from evstore._storage.probe import Walk, begin
 from evstore._storage.recovery import LoadReport, Recovered, last_position, load
 from evstore._storage.snapshots import SnapshotPolicy, Write
 from evstore._store.entries import Entries, Entry
@@ -102,21 +102,15 @@ class Store:
         self._tuning = _checked_tuning(tuning)
         set_name(self, "path", inputs.path(path))
         mode = inputs.file_mode(mode)
+        walk: Walk | None = None
         if probe and os.path.exists(self.path / "data.mdb"):  # unreadable: Log says so
-            probe_store(self.path)
+            walk = begin(self.path)
         set_name(self, "readonly", readonly)
         self._pid = os.getpid()
         self._generation = _forks.generation
         self._closed = False
         self._eno_lock = threading.Lock()
-        self._log = Log(
-            self.path, readonly=readonly, map_size=self._tuning["map_size"], mode=mode
-        )
-        try:
-            recovered = load(self._log)
-        except BaseException:
-            self._log.close()
-            raise
+        recovered = self._load(walk, mode)
         self._load_report = recovered.report
         containers = Entries(self, Entity.CONTAINER, ContainerMetadata, ContainerStatus)
         set_name(self, "containers", containers)
@@ -127,6 +121,29 @@ class Store:
         self._committer: Committer | None = None
         if not readonly:
             self._committer = self._start_committer(recovered)
+
+    def _load(self, walk: Walk | None, mode: int) -> Recovered:
+        """Open the log and rebuild every entry while the probe's child walks the index
+        (``walk``), joined before the index is read and before the writer starts. When
+        anything fails, neither the walk nor the log is left open."""
+        try:
+            self._log = Log(
+                self.path, readonly=self.readonly, map_size=self._tuning["map_size"], mode=mode
+            )
+        except BaseException:
+            if walk is not None:
+                walk.cancel()
+            raise
+        try:
+            recovered = load(self._log, walk.join if walk is not None else None)
+            if walk is not None:
+                walk.join()  # load has joined it: again, for its outcome, before any write
+        except BaseException:
+            if walk is not None:
+                walk.cancel()
+            self._log.close()
+            raise
+        return recovered
 
     def __enter__(self) -> Store:
         return self
@@ -145,6 +162,7 @@ class Store:
         return self.containers if entity is Entity.CONTAINER else self.sandboxes
 
     def _adopt(self, recovered: Recovered) -> None:
+        loaded: dict[Entity, list[Entry[Any, Any]]] = {entity: [] for entity in Entity}
         for eno, found in recovered.entries.items():
             if found.entity is None or found.metadata is None or found.status is None:
                 continue  # unattributable damage: reported in load_report.unknown
@@ -154,11 +172,12 @@ class Store:
             if found.deleted:
                 entries._remember(ident, eno, found.max_seq)
                 continue
-            entry = Entry(
+            loaded[found.entity].append(Entry(
                 entries, eno, found.metadata, found.status, found.max_seq,
                 damaged=found.reason is not None,
-            )
-            entries._adopt(entry)
+            ))
+        for entity, live in loaded.items():
+            self._collection(entity)._adopt_loaded(live)
 
     def _start_committer(self, recovered: Recovered) -> Committer:
         policy = SnapshotPolicy(

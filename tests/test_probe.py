@@ -1,0 +1,112 @@
+"""The probe's walk in two parts: opening reads the store while the child walks its index,
+and reads the index only once the walk has ended; damage it finds leaves nothing open."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from damage import eno_of, flip_byte, rewrite
+from test_damage import closed_store
+
+import evstore
+from evstore._storage import log, probe
+
+
+def noting(seen: list[str], what: str, real: Callable[..., Any]) -> Callable[..., Any]:
+    def call(*args: Any, **kwargs: Any) -> Any:
+        seen.append(what)
+        return real(*args, **kwargs)
+
+    return call
+
+
+class IndexReads:
+    """A read transaction that notes each cursor on, or read of, the index."""
+
+    def __init__(self, txn: Any, index_db: Any, seen: list[str]) -> None:
+        self._txn, self._index, self._seen = txn, index_db, seen
+
+    def cursor(self, db: Any = None) -> Any:
+        self._note(db)
+        return self._txn.cursor(db=db)
+
+    def get(self, key: bytes, default: Any = None, db: Any = None) -> Any:
+        self._note(db)
+        return self._txn.get(key, default, db=db)
+
+    def _note(self, db: Any) -> None:
+        if db is self._index:
+            self._seen.append("index")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._txn, name)
+
+
+@pytest.mark.parametrize("snapshot", ["sound", "damaged"])
+def test_open_reads_the_index_only_once_the_probe_has(
+    store_path: Path, monkeypatch: pytest.MonkeyPatch, snapshot: str
+) -> None:
+    """The caller's first read of the index (the entries' seeks, or a history fold, which
+    the index locates) comes after joining the walk."""
+    closed_store(store_path)
+    if snapshot == "damaged":  # c2 is folded from its history
+        key = struct.pack(">I", eno_of(store_path, "c2"))
+        rewrite(store_path, b"snapshots", key, flip_byte(-1))
+    seen: list[str] = []
+    monkeypatch.setattr(probe.Walk, "walked", noting(seen, "walked", probe.Walk.walked))
+    monkeypatch.setattr(probe.Walk, "join", noting(seen, "joined", probe.Walk.join))
+    monkeypatch.setattr(log.Log, "__init__", noting(seen, "mapped", log.Log.__init__))
+    real_reading = log.Log.reading
+
+    @contextmanager
+    def reading(self: log.Log) -> Iterator[Any]:
+        with real_reading(self) as txn:
+            yield IndexReads(txn, self.dbs[b"index"], seen)
+
+    monkeypatch.setattr(log.Log, "reading", reading)
+    with evstore.open(store_path) as store:
+        assert list(store.load_report.unknown) == []
+        assert store.containers.get("c2").status.get().pid == 5
+    assert seen[:3] == ["walked", "mapped", "joined"] and "index" in seen
+
+
+def test_damage_found_in_the_index_walk_leaves_nothing_open(
+    store_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Damage the child finds after its word (in the index) raises from the open, with the
+    log closed and the child ended."""
+    closed_store(store_path)
+    walks: list[probe.Walk] = []
+    closed: list[str] = []
+
+    def failing_join(walk: probe.Walk) -> None:
+        walks.append(walk)
+        raise evstore.CorruptStoreError("index page damaged")
+
+    monkeypatch.setattr(probe.Walk, "join", failing_join)
+    monkeypatch.setattr(log.Log, "close", noting(closed, "closed", log.Log.close))
+    with pytest.raises(evstore.CorruptStoreError, match="index page damaged"):
+        evstore.open(store_path)
+    assert walks and all(walk._child.returncode is not None for walk in walks)
+    assert closed == ["closed"]
+
+
+def test_a_walk_begun_early_is_collected_by_the_open(store_path: Path) -> None:
+    closed_store(store_path)
+    walk = probe.start(store_path)
+    with evstore.open(store_path) as store:
+        assert probe._started == {}
+        assert walk._child.returncode is not None  # joined, not left running
+        assert store.containers.get("c0").status.get().pid == 5
+
+
+def test_counts_come_after_the_word(store_path: Path) -> None:
+    closed_store(store_path)
+    counts = probe.probe(store_path)
+    assert counts is not None and counts[b"index"] > 0 and counts[b"snapshots"] > 0
+    assert probe.Walk(store_path, "load").join() == counts  # joined without waiting for it
