@@ -87,7 +87,7 @@ class Log:
             raise
         try:
             self.dbs, magic = _open_dbs(self._shared.env, self.path, readonly)
-            self.store_id = _identity(self._shared.env, self.dbs, readonly)
+            self.store_id = _identity(self._shared.env, self.dbs, readonly=True)
         except BaseException:  # not a store after all: let go of its environment too
             _detach(self._key)
             self._release_lock()
@@ -99,6 +99,13 @@ class Log:
     @property
     def env(self) -> Any:
         return self._shared.env
+
+    def claim_identity(self) -> None:
+        """Give a store made before identities existed its identity, at a writable open
+        once the probe's walk has ended (opening writes nothing before): from then on its
+        writer ships it as itself."""
+        if self.store_id is None and not self.readonly:
+            self.store_id = _identity(self._shared.env, self.dbs, readonly=False)
 
     @contextmanager
     def reading(self) -> Iterator[Any]:

@@ -138,6 +138,7 @@ class Store:
             recovered = load(self._log, walk.join if walk is not None else None)
             if walk is not None:
                 walk.join()  # load has joined it: again, for its outcome, before any write
+            self._log.claim_identity()
         except BaseException:
             if walk is not None:
                 walk.cancel()
