@@ -222,7 +222,8 @@ def _decode(decoder: msgspec.msgpack.Decoder[Any], key: bytes, value: bytes, wha
     if _crc32(payload, _crc32(key)) != crc:
         raise RecordError("checksum mismatch")
     try:
-        return decoder.decode(payload)
+        # msgspec reads any buffer; before 0.19 its stubs said bytes only
+        return decoder.decode(payload)  # type: ignore[arg-type, unused-ignore]
     except msgspec.DecodeError as exc:
         raise RecordError(f"undecodable {what}: {exc}") from exc
 
