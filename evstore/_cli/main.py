@@ -15,6 +15,8 @@ from __future__ import annotations
 import errno
 import io
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import import_module
 from typing import Any
 
@@ -81,30 +83,31 @@ class Cli(click.Group):
         self, info_name: str | None, args: list[str], parent: click.Context | None = None,
         **extra: Any,
     ) -> click.Context:
-        try:
+        with _in_one_line():
             return super().make_context(info_name, args, parent, **extra)
-        except click.exceptions.NoArgsIsHelpError:
-            raise  # the help text, shown as it is
-        except click.UsageError as exc:
-            raise UsageFailure(exc.format_message()) from exc
-        except KeyboardInterrupt as exc:
-            raise Interrupted() from exc
 
     def invoke(self, ctx: click.Context) -> Any:
-        try:
+        with _in_one_line():
             return super().invoke(ctx)
-        except click.exceptions.NoArgsIsHelpError:
-            raise  # the help text, shown as it is
-        except click.UsageError as exc:
-            raise UsageFailure(exc.format_message()) from exc
-        except EvstoreError as exc:
-            raise UserError(describe(exc)) from exc
-        except OSError as exc:
-            if exc.errno == errno.EPIPE:
-                raise  # click quietly exits on a closed pipe
-            raise UserError(describe(exc)) from exc
-        except KeyboardInterrupt as exc:
-            raise Interrupted() from exc
+
+
+@contextmanager
+def _in_one_line() -> Iterator[None]:
+    """Turn what parsing or running a command raises into ``Cli``'s one-line failures."""
+    try:
+        yield
+    except click.exceptions.NoArgsIsHelpError:
+        raise  # the help text, shown as it is
+    except click.UsageError as exc:
+        raise UsageFailure(exc.format_message()) from exc
+    except EvstoreError as exc:
+        raise UserError(describe(exc)) from exc
+    except OSError as exc:
+        if exc.errno == errno.EPIPE:
+            raise  # click quietly exits on a closed pipe
+        raise UserError(describe(exc)) from exc
+    except KeyboardInterrupt as exc:
+        raise Interrupted() from exc
 
 
 def summary(name: str) -> str:
