@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import struct
 from collections.abc import Callable
 from pathlib import Path
@@ -116,3 +117,14 @@ def smash_page(path: Path, page: int) -> None:
     with open(path / "data.mdb", "r+b") as handle:
         handle.seek(page * PAGE + _HEADER)
         handle.write(b"\xff" * (PAGE - _HEADER))
+
+
+def scramble_page(path: Path, seed: int) -> None:
+    """Overwrite 8 random bytes of one random page past the two meta pages, as a stray
+    write would (the same damage for the same ``seed``)."""
+    data = bytearray((path / "data.mdb").read_bytes())
+    rng = random.Random(seed)
+    page = rng.randrange(2, len(data) // PAGE)
+    for _ in range(8):
+        data[page * PAGE + rng.randrange(PAGE)] = rng.randrange(256)
+    (path / "data.mdb").write_bytes(bytes(data))

@@ -4,7 +4,6 @@ collects is the one of the path it opens, and a damaged store still ends in one 
 from __future__ import annotations
 
 import json
-import random
 import shutil
 import subprocess
 import sys
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import click
 import pytest
+from damage import scramble_page
 from test_damage import crashed_store
 
 from evstore._cli import quick
@@ -63,12 +63,7 @@ def test_a_damaged_store_is_one_error_line_never_a_crash(
 ) -> None:
     path = tmp_path / "damaged"
     crashed_store(path, count=30, events=8)
-    data = bytearray((path / "data.mdb").read_bytes())
-    rng = random.Random(seed)
-    page = rng.randrange(2, len(data) // 4096)  # past the two meta pages
-    for _ in range(8):
-        data[page * 4096 + rng.randrange(4096)] = rng.randrange(256)
-    (path / "data.mdb").write_bytes(bytes(data))
+    scramble_page(path, seed)
     args = [str(path), "0"] if command == "history" else [str(path)]
     done = subprocess.run(
         [sys.executable, "-m", "evstore", command, *args],

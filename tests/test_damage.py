@@ -11,7 +11,7 @@ import lmdb
 import msgspec
 import pytest
 from crash import Worker
-from damage import eno_of, event_key_of, flip_byte, records, rewrite
+from damage import eno_of, event_key_of, flip_byte, records, rewrite, scramble_page
 
 import evstore
 from evstore import ContainerMetadata, ContainerState, ContainerStatus, SandboxState
@@ -232,7 +232,6 @@ except evstore.CorruptStoreError:
 def test_random_page_damage_never_crashes(tmp_path: Path, seed: int) -> None:
     """Bytes overwritten anywhere in the file: with ``probe=True`` and in ``verify``, a typed
     error or a load, never a crash."""
-    import random
     import shutil
     import subprocess
     import sys
@@ -242,12 +241,7 @@ def test_random_page_damage_never_crashes(tmp_path: Path, seed: int) -> None:
         crashed_store(template, count=30, events=8)
     path = tmp_path / "damaged"
     shutil.copytree(template, path)
-    data = bytearray((path / "data.mdb").read_bytes())
-    rng = random.Random(seed)
-    page = rng.randrange(2, len(data) // 4096)  # past the two meta pages
-    for _ in range(8):
-        data[page * 4096 + rng.randrange(4096)] = rng.randrange(256)
-    (path / "data.mdb").write_bytes(bytes(data))
+    scramble_page(path, seed)
     result = subprocess.run(
         [sys.executable, "-c", _PROBE, str(path)], capture_output=True, text=True, timeout=60
     )
