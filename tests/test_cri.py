@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import msgspec
@@ -77,10 +77,13 @@ def recorder_process(path: Path, node: Node, log: Path) -> subprocess.Popen[byte
         )
 
 
-def wait_for(check: object, timeout: float = 30.0) -> None:
+def wait_for(
+    check: object, timeout: float = 30.0, state: Callable[[], str] = lambda: ""
+) -> None:
+    """Poll ``check`` until it holds; a timeout says what ``state`` shows then."""
     deadline = time.monotonic() + timeout
     while not check():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "timed out"
+        assert time.monotonic() < deadline, f"timed out {state()}".strip()
         time.sleep(0.05)
 
 
@@ -156,7 +159,11 @@ def test_oom_killed_container_is_recorded_with_its_reason(node: Node, store_path
 
     # containerd may hear of the OOM kill after the exit (the reason reads "Error" until
     # then); the recorder reads a fresh exit again until it settles
-    wait_for(lambda: sync(store_path, node) and recorded().reason == "OOMKilled", timeout=10)
+    wait_for(
+        lambda: sync(store_path, node) and recorded().reason == "OOMKilled", timeout=10,
+        state=lambda: f"(containerd says {node.container_status(container).reason!r},"
+                      f" the store {recorded().reason!r})",
+    )
     status = recorded()
     assert (status.reason, status.exit_code) == ("OOMKilled", 137)
     limits = status.resources.linux if status.resources is not None else None
