@@ -121,17 +121,15 @@ def no_changes(entity: Entity) -> msgspec.Struct:
     return CHANGES_TYPES[entity]()
 
 
-def apply(status: Status, changes: msgspec.Struct) -> Status:
-    """Fold one event's changes into a status (a new object; the old one is not touched).
-    Opening runs this once per event after the checkpoint: the fields come as one tuple."""
-    values = {}  # a loop, not a comprehension: no frame of its own per call
+def gather(fields: dict[str, Any], changes: msgspec.Struct) -> None:
+    """Set in ``fields`` what one event's ``changes`` set, over what earlier events set: a
+    fold gathers an entry's events so and applies them to its status once, when read."""
     for name, value in zip(changes.__struct_fields__, _astuple(changes), strict=True):
-        if value is not _UNSET:
-            values[name] = value
-    return _replace(status, **values) if values else status
+        if value is not _UNSET:  # a loop, not a comprehension: no frame of its own per call
+            fields[name] = value
 
 
-_astuple, _replace, _UNSET = msgspec.structs.astuple, msgspec.structs.replace, msgspec.UNSET
+_astuple, _UNSET = msgspec.structs.astuple, msgspec.UNSET
 
 
 def changes_dict(changes: msgspec.Struct) -> dict[str, Any]:

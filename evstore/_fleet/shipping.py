@@ -323,4 +323,6 @@ def restored_fold(store: Store, key: Key, status: Status, seq: int, position: in
     from a sandbox put in that state: such an entry is folded again from the store."""
     if mark_unknown(status) == status:
         return fold_until(store, key, position)
-    return Fold(status=status, seq=seq)
+    fold = Fold(seq=seq)
+    fold.status = status
+    return fold

@@ -67,9 +67,17 @@ class Recovered:
     dirty: dict[int, Dirty] = field(default_factory=dict)
 
 
-def load(log: Log, before_index: Callable[[], object] | None = None) -> Recovered:
+def load(
+    log: Log,
+    before_index: Callable[[], object] | None = None,
+    meanwhile: Callable[[dict[int, Found]], object] | None = None,
+) -> Recovered:
     """Rebuild every entry. ``before_index`` runs before anything here reads the index
-    database: opening reads the rest while the probe's child still walks it (``probe``)."""
+    database: opening reads the rest while the probe's child still walks it (``probe``).
+    ``meanwhile`` runs just before it, with the entries rebuilt so far, so that the caller
+    may take in those whose fold is sound while the walk ends: nothing after changes them
+    (the index only names entries that lost their snapshot, and only broken folds are
+    marked UNKNOWN)."""
     started = time.perf_counter()
     report = LoadReport()
     with log.reading() as txn:
@@ -83,6 +91,8 @@ def load(log: Log, before_index: Callable[[], object] | None = None) -> Recovere
         _replay(txn, dbs, positions, entries, bad, checkpoint, report)
         last_pos = last_position(txn, dbs, report)
         tail = unindexed(txn, dbs)
+        if meanwhile is not None:
+            meanwhile(entries)
         if before_index is not None:
             before_index()
         for eno in sorted(_named(txn, dbs, tail) - entries.keys()):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -32,7 +32,7 @@ from evstore._storage.commit import Batch, Committer
 from evstore._storage.files import NEW_STORE_MODE
 from evstore._storage.log import DEFAULT_MAP_SIZE, Log
 from evstore._storage.probe import Walk, begin
-from evstore._storage.recovery import LoadReport, Recovered, last_position, load
+from evstore._storage.recovery import Found, LoadReport, Recovered, last_position, load
 from evstore._storage.snapshots import SnapshotPolicy, Write
 from evstore._store.entries import Entries, Entry
 from evstore._views import pods as kubelet
@@ -110,14 +110,14 @@ class Store:
         self._generation = _forks.generation
         self._closed = False
         self._eno_lock = threading.Lock()
-        recovered = self._load(walk, mode)
-        self._load_report = recovered.report
         containers = Entries(self, Entity.CONTAINER, ContainerMetadata, ContainerStatus)
         set_name(self, "containers", containers)
         set_name(self, "sandboxes", Entries(self, Entity.SANDBOX, SandboxMetadata, SandboxStatus))
         self._names: dict[int, tuple[Entity, str]] = {}
+        recovered = self._load(walk, mode)
+        self._load_report = recovered.report
         self._next_eno = max(recovered.entries, default=0) + 1
-        self._adopt(recovered)
+        self._adopt(found for eno, found in recovered.entries.items() if eno not in self._names)
         self._committer: Committer | None = None
         if not readonly:
             self._committer = self._start_committer(recovered)
@@ -135,7 +135,9 @@ class Store:
                 walk.cancel()
             raise
         try:
-            recovered = load(self._log, walk.join if walk is not None else None)
+            recovered = load(
+                self._log, walk.join if walk is not None else None, self._adopt_sound
+            )
             if walk is not None:
                 walk.join()  # load has joined it: again, for its outcome, before any write
             self._log.claim_identity()
@@ -162,9 +164,15 @@ class Store:
     def _collection(self, entity: Entity) -> Entries[Any, Any]:
         return self.containers if entity is Entity.CONTAINER else self.sandboxes
 
-    def _adopt(self, recovered: Recovered) -> None:
+    def _adopt_sound(self, entries: dict[int, Found]) -> None:
+        """Take in the entries whose fold is sound while the probe's walk of the index ends
+        (``load``'s ``meanwhile``): the rest are taken in once the load is done."""
+        self._adopt(found for found in entries.values() if found.reason is None)
+
+    def _adopt(self, found_entries: Iterable[Found]) -> None:
         loaded: dict[Entity, list[Entry[Any, Any]]] = {entity: [] for entity in Entity}
-        for eno, found in recovered.entries.items():
+        for found in found_entries:
+            eno = found.eno
             if found.entity is None or found.metadata is None or found.status is None:
                 continue  # unattributable damage: reported in load_report.unknown
             ident = found.metadata.id
