@@ -18,6 +18,7 @@ from damage import eno_of, event_key_of, flip_byte, records, rewrite
 
 import evstore
 from evstore import ContainerMetadata, ContainerStatus
+from evstore._core.fold import Fold
 from evstore._fleet.shipping import ShipOptions, ship
 from evstore._history.replay import states_at
 from evstore._ops.verify import verify
@@ -185,3 +186,37 @@ def test_an_id_added_again_ships_as_the_store_has_it(store_path: Path, pg_dsn: s
         ship(store_path, pg_dsn, "all")
     for node in ("one", "all"):
         assert shipped_row(pg_dsn, node, "again") == ("created", msgspec.to_builtins(status))
+
+
+def test_a_fold_read_after_every_event_or_once_ends_alike(store_path: Path) -> None:
+    """A fold gathers its events' changes and applies them when its status is read: read
+    after every event or only at the end, across a delete and a new incarnation, it ends
+    at the status the store holds, and at it again after a crash (the replay gathers)."""
+    replace = msgspec.structs.replace
+    updates: list[Callable[[ContainerStatus], ContainerStatus]] = [
+        lambda s: replace(s, pid=5, started_at=2),
+        lambda s: replace(s, message="warming"),
+        lambda s: replace(s, pid=6, message="ready"),
+        lambda s: replace(s, finished_at=3, exit_code=1, reason="Error"),
+    ]
+    with evstore.open(store_path) as store:
+        entry = store.containers.add(ContainerMetadata("c1"), ContainerStatus(created_at=1))
+        for update in updates:
+            entry.status.update_sync(update)
+        store.containers.delete("c1")
+        entry = store.containers.add(ContainerMetadata("c1"), ContainerStatus(created_at=4))
+        entry.status.update_sync(updates[1])
+        expected = entry.status.get()
+        events = store.history("c1")
+    each, once = Fold(), Fold()
+    for event in events:
+        each.step_event(event)
+        once.step_event(event)
+        assert each.status is not None
+    assert each.shown() == once.shown() == expected
+    assert once.status is not None and once.status.pid == 0  # nothing left from before
+    crashed = store_path.with_name("crashed")
+    crashed_store(crashed)  # no snapshot: the open gathers every event of each entry
+    with evstore.open(crashed) as store:
+        assert store.load_report.events_replayed > 0
+        assert [store.containers.get(c).status.get().pid for c in ("c0", "c1")] == [5, 5]

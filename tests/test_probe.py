@@ -10,11 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from damage import eno_of, flip_byte, rewrite
-from test_damage import closed_store
+from damage import eno_of, event_key_of, flip_byte, rewrite
+from test_damage import closed_store, crashed_store
 
 import evstore
 from evstore._storage import log, probe
+from evstore._storage.recovery import Found
+from evstore._store.store import Store
 
 
 def noting(seen: list[str], what: str, real: Callable[..., Any]) -> Callable[..., Any]:
@@ -73,6 +75,32 @@ def test_open_reads_the_index_only_once_the_probe_has(
         assert list(store.load_report.unknown) == []
         assert store.containers.get("c2").status.get().pid == 5
     assert seen[:3] == ["walked", "mapped", "joined"] and "index" in seen
+
+
+def test_sound_entries_are_taken_in_while_the_walk_ends(
+    store_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An open makes the entries whose fold is sound visible before it joins the walk (it
+    would otherwise wait for the child idle), and a broken one, marked UNKNOWN, after."""
+    crashed_store(store_path)
+    eno = eno_of(store_path, "c1")
+    rewrite(store_path, b"events", event_key_of(store_path, (eno, 3)), flip_byte(-1))
+    seen: list[str] = []
+    real_adopt = Store._adopt
+
+    def adopt(self: Store, found: Any) -> None:
+        found = list(found)
+        seen.extend(f"adopted {f.id}" for f in found if isinstance(f, Found))
+        real_adopt(self, found)
+
+    monkeypatch.setattr(Store, "_adopt", adopt)
+    monkeypatch.setattr(probe.Walk, "join", noting(seen, "joined", probe.Walk.join))
+    with evstore.open(store_path) as store:
+        assert store.containers.get("c1").status.get().unknown
+        assert store.containers.get("c0").status.get().pid == 5
+    joined = seen.index("joined")
+    assert {"adopted c0", "adopted c4"} <= set(seen[:joined])
+    assert "adopted c1" in seen[joined:]
 
 
 def test_damage_found_in_the_index_walk_leaves_nothing_open(
