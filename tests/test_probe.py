@@ -1,5 +1,6 @@
-"""The probe's walk in two parts: opening reads the store while the child walks its index,
-and reads the index only once the walk has ended; damage it finds leaves nothing open."""
+"""The probe's walk in parts: opening reads the store while the child walks the log's tail
+and its index, reads each only once the child has walked it, and damage the child finds
+leaves nothing open."""
 
 from __future__ import annotations
 
@@ -27,11 +28,12 @@ def noting(seen: list[str], what: str, real: Callable[..., Any]) -> Callable[...
     return call
 
 
-class IndexReads:
-    """A read transaction that notes each cursor on, or read of, the index."""
+class Reads:
+    """A read transaction that notes each cursor on, or read of, the index and the log."""
 
-    def __init__(self, txn: Any, index_db: Any, seen: list[str]) -> None:
-        self._txn, self._index, self._seen = txn, index_db, seen
+    def __init__(self, txn: Any, dbs: dict[bytes, Any], seen: list[str]) -> None:
+        self._txn, self._seen = txn, seen
+        self._names = {id(dbs[b"index"]): "index", id(dbs[b"events"]): "log"}
 
     def cursor(self, db: Any = None) -> Any:
         self._note(db)
@@ -42,39 +44,46 @@ class IndexReads:
         return self._txn.get(key, default, db=db)
 
     def _note(self, db: Any) -> None:
-        if db is self._index:
-            self._seen.append("index")
+        if id(db) in self._names:
+            self._seen.append(self._names[id(db)])
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._txn, name)
 
 
+def first(seen: list[str], *what: str) -> int:
+    return min(seen.index(word) for word in what if word in seen)
+
+
 @pytest.mark.parametrize("snapshot", ["sound", "damaged"])
-def test_open_reads_the_index_only_once_the_probe_has(
+def test_open_reads_the_log_and_index_only_once_the_probe_has(
     store_path: Path, monkeypatch: pytest.MonkeyPatch, snapshot: str
 ) -> None:
-    """The caller's first read of the index (the entries' seeks, or a history fold, which
-    the index locates) comes after joining the walk."""
+    """The caller maps the store once the child has walked what opening reads first, reads
+    the log once it has walked the log's tail, and the index (the entries' seeks, or a
+    history fold, which the index locates) once the walk has ended."""
     closed_store(store_path)
     if snapshot == "damaged":  # c2 is folded from its history
         key = struct.pack(">I", eno_of(store_path, "c2"))
         rewrite(store_path, b"snapshots", key, flip_byte(-1))
     seen: list[str] = []
-    monkeypatch.setattr(probe.Walk, "walked", noting(seen, "walked", probe.Walk.walked))
-    monkeypatch.setattr(probe.Walk, "join", noting(seen, "joined", probe.Walk.join))
+    for word in ("opening", "walked", "join"):
+        monkeypatch.setattr(probe.Walk, word, noting(seen, word, getattr(probe.Walk, word)))
     monkeypatch.setattr(log.Log, "__init__", noting(seen, "mapped", log.Log.__init__))
     real_reading = log.Log.reading
 
     @contextmanager
     def reading(self: log.Log) -> Iterator[Any]:
         with real_reading(self) as txn:
-            yield IndexReads(txn, self.dbs[b"index"], seen)
+            yield Reads(txn, self.dbs, seen)
 
     monkeypatch.setattr(log.Log, "reading", reading)
     with evstore.open(store_path) as store:
         assert list(store.load_report.unknown) == []
         assert store.containers.get("c2").status.get().pid == 5
-    assert seen[:3] == ["walked", "mapped", "joined"] and "index" in seen
+    assert seen[:2] == ["opening", "mapped"]
+    assert first(seen, "walked", "join") < seen.index("log")
+    assert seen.index("join") < seen.index("index")
 
 
 def test_sound_entries_are_taken_in_while_the_walk_ends(

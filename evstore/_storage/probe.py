@@ -16,11 +16,12 @@ is probed for what opening reads; later reads of older pages (an entry's history
 the free list, which only a writer reads, are not walked then, but ``verify``
 walks every record first. Pages a writer adds later come from a sound process.
 
-The walk comes in two parts, so that opening need not wait for all of it: the child says
-when it has walked everything opening reads but the index (meta, snapshots, the log's
-tail), and walks the index, opening's last read, while the caller loads the rest. The
-caller reads none of the file before that word, and joins the walk before it reads the
-index or starts its writer (``Walk``).
+The walk comes in parts, so that opening need not wait for all of it: the child says when
+it has walked what opening reads first (the meta and snapshot databases), walks the log's
+tail while the caller reads those, says so, and walks the index, opening's last read,
+while the caller folds the tail. The caller maps none of the file before the first word,
+reads the log only after the second, and joins the walk before it reads the index or
+starts its writer (``Walk``).
 """
 
 from __future__ import annotations
@@ -37,9 +38,10 @@ import lmdb
 from evstore._core.errors import CorruptStoreError
 from evstore._storage.files import DB_NAMES, NEW_STORE_MODE, Modes, check_path
 
-# argv: lmdb's directory, the store's path, the scope, the database names. Says "walked"
-# once it has walked all that opening reads but the index, then prints the number of
-# records of each database (-1: missing)
+# argv: lmdb's directory, the store's path, the scope, the database names. Says "opening"
+# once it has walked what opening reads first (the meta and snapshot databases), "walked"
+# once it has walked all that opening reads but the index (the log's tail too), then prints
+# the number of records of each database (-1: missing)
 _WALK = """
 import os, sys
 sys.path.insert(0, sys.argv[1])
@@ -75,10 +77,14 @@ try:
         if scope == "load" and meta is not None:
             start = min(position(txn.get(key, db=meta)) for key in (b"checkpoint", b"indexed"))
             start = min(start + 1, 2**64 - 1).to_bytes(8, "big")
+        first = [name for name in ("meta", "snapshots") if name in dbs]
+        for name in first:
+            walk(txn, dbs[name])
+        print("opening", flush=True)  # the caller may open the store and read those now
         for name, db in dbs.items():
-            if name != "index":
+            if name != "index" and name not in first:
                 walk(txn, db, start if name == "events" else None)
-        print("walked", flush=True)  # the caller may read those now
+        print("walked", flush=True)  # and the log's tail
         if "index" in dbs:  # opening seeks every entry's first index record, last
             walk(txn, dbs["index"])
 except lmdb.Error as exc:
@@ -89,12 +95,13 @@ os._exit(0)  # nothing left to do: tearing the interpreter down would only cost 
 """
 _LMDB_HOME = os.path.dirname(os.path.dirname(os.path.abspath(lmdb.__file__)))
 _CANNOT_OPEN = 3  # LMDB refused the environment: the caller's own open says why, typed
-_WALKED = b"walked\n"
+_OPENING, _WALKED = b"opening", b"walked"  # the child's words, in the order it says them
 
 
 class Walk:
-    """A probe's child at work on one store: ``walked`` waits for all but the index,
-    ``join`` for the whole walk and its outcome, ``cancel`` stops it."""
+    """A probe's child at work on one store: ``opening`` waits for what opening reads
+    first, ``walked`` for all but the index, ``join`` for the whole walk and its outcome,
+    ``cancel`` stops it."""
 
     def __init__(self, store: Path, scope: str) -> None:
         names = [name.decode() for name in DB_NAMES]
@@ -104,23 +111,31 @@ class Walk:
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0,
         )
         self._ended: tuple[bytes, bytes] | None = None  # its output, once it has ended
-        self._walked = False
+        self._heard: list[bytes] = []  # the words it has said so far
+
+    def opening(self) -> None:
+        """Return once the child has walked the meta and snapshot databases, which opening
+        maps and reads first; raise what ``join`` raises when it ended first."""
+        self._hear(_OPENING)
 
     def walked(self) -> None:
-        """Return once the child has walked all that opening reads but the index; raise
-        what ``join`` raises when it ended first."""
-        if self._walked:
-            return
+        """Return once the child has walked all that opening reads but the index (the
+        log's tail too); raise what ``join`` raises when it ended first."""
+        self._hear(_WALKED)
+
+    def _hear(self, word: bytes) -> None:
         assert self._child.stdout is not None
-        try:
-            line = b"" if self._ended is not None else self._child.stdout.readline()
-        except BaseException:  # Ctrl-C while waiting: the walk is not left running
-            self.cancel()
-            raise
-        self._walked = line == _WALKED
-        if not self._walked:  # it ended: its exit says why
-            self.join()
-            self._walked = True
+        while word not in self._heard:
+            try:
+                line = b"" if self._ended is not None else self._child.stdout.readline()
+            except BaseException:  # Ctrl-C while waiting: the walk is not left running
+                self.cancel()
+                raise
+            if line.rstrip() not in (_OPENING, _WALKED):  # it ended: its exit says why
+                self.join()
+                self._heard = [_OPENING, _WALKED]
+                return
+            self._heard.append(line.rstrip())
 
     def join(self) -> dict[bytes, int] | None:
         """Wait for the whole walk: what ``probe`` returns or raises (again on each call)."""
@@ -147,7 +162,7 @@ class Walk:
             raise CorruptStoreError(
                 f"{self._store}: store file is damaged or unreadable ({reason})"
             )
-        counts = map(int, out.split()[1:] if out.startswith(_WALKED) else out.split())
+        counts = map(int, (word for word in out.split() if word not in (_OPENING, _WALKED)))
         return {name: count for name, count in zip(DB_NAMES, counts, strict=True) if count >= 0}
 
     def cancel(self) -> None:
@@ -173,13 +188,14 @@ def start(path: str | os.PathLike[str], scope: Literal["load", "all"] = "load") 
 
 
 def begin(path: str | os.PathLike[str], scope: Literal["load", "all"] = "load") -> Walk:
-    """``probe``, returning once the child has walked all that opening reads but the index:
-    the caller may read that meanwhile, and ``join``s the walk before it reads the index or
-    writes. Raises what ``probe`` raises when the walk so far found damage."""
+    """``probe``, returning once the child has walked what opening reads first (``Walk``):
+    the caller may open the store and read that meanwhile, waits for ``walked`` before it
+    reads the log, and ``join``s the walk before it reads the index or writes. Raises what
+    ``probe`` raises when the walk so far found damage."""
     store = Path(path)
     check_path(store, readonly=True, modes=Modes(NEW_STORE_MODE))  # reads: modes unused
     walk = _started.pop((os.path.abspath(store), scope), None) or Walk(store, scope)
-    walk.walked()
+    walk.opening()
     return walk
 
 

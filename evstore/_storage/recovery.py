@@ -32,6 +32,7 @@ from evstore._core.codec import (
 from evstore._core.fold import Fold, mark_unknown, snapshot_fields
 from evstore._storage.index import Positions, unindexed
 from evstore._storage.log import Log
+from evstore._storage.probe import Walk
 from evstore._storage.retention import NO_FLOOR, base_enos, read_base, read_floor
 from evstore._storage.snapshots import Dirty, Write
 
@@ -68,18 +69,19 @@ class Recovered:
 
 
 def load(
-    log: Log,
-    before_index: Callable[[], object] | None = None,
+    log: Log, walk: Walk | None = None,
     meanwhile: Callable[[dict[int, Found]], object] | None = None,
 ) -> Recovered:
-    """Rebuild every entry. ``before_index`` runs before anything here reads the index
-    database: opening reads the rest while the probe's child still walks it (``probe``).
-    ``meanwhile`` runs just before it, with the entries rebuilt so far, so that the caller
+    """Rebuild every entry. With the probe's ``walk`` (``probe``), begun and heard to have
+    walked what opening reads first, this reads the log once the child has walked it too,
+    and the index once the walk has ended: opening reads the rest meanwhile. ``meanwhile``
+    runs just before the index is read, with the entries rebuilt so far, so that the caller
     may take in those whose fold is sound while the walk ends: nothing after changes them
     (the index only names entries that lost their snapshot, and only broken folds are
     marked UNKNOWN)."""
     started = time.perf_counter()
     report = LoadReport()
+    before_index = walk.join if walk is not None else None
     with log.reading() as txn:
         dbs = log.dbs
         checkpoint = read_checkpoint(txn, dbs)
@@ -88,6 +90,8 @@ def load(
         positions = Positions(txn, dbs, before_index)
         for eno, reason in bad.items():
             entries[eno] = _fold_history(txn, dbs, positions, eno, reason)
+        if walk is not None:
+            walk.walked()
         _replay(txn, dbs, positions, entries, bad, checkpoint, report)
         last_pos = last_position(txn, dbs, report)
         tail = unindexed(txn, dbs)

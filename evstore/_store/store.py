@@ -135,9 +135,7 @@ class Store:
                 walk.cancel()
             raise
         try:
-            recovered = load(
-                self._log, walk.join if walk is not None else None, self._adopt_sound
-            )
+            recovered = load(self._log, walk, self._adopt_sound)
             if walk is not None:
                 walk.join()  # load has joined it: again, for its outcome, before any write
             self._log.claim_identity()
