@@ -121,17 +121,6 @@ def no_changes(entity: Entity) -> msgspec.Struct:
     return CHANGES_TYPES[entity]()
 
 
-def gather(fields: dict[str, Any], changes: msgspec.Struct) -> None:
-    """Set in ``fields`` what one event's ``changes`` set, over what earlier events set: a
-    fold gathers an entry's events so and applies them to its status once, when read."""
-    for name, value in zip(changes.__struct_fields__, _astuple(changes), strict=True):
-        if value is not _UNSET:  # a loop, not a comprehension: no frame of its own per call
-            fields[name] = value
-
-
-_astuple, _UNSET = msgspec.structs.astuple, msgspec.UNSET
-
-
 def changes_dict(changes: msgspec.Struct) -> dict[str, Any]:
     """Changes as plain data (what ``Event.changes`` carries)."""
     result: dict[str, Any] = msgspec.to_builtins(changes)

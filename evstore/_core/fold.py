@@ -30,7 +30,6 @@ from evstore._core.events import (
     Event,
     Kind,
     entity_of,
-    gather,
 )
 from evstore._core.model import ContainerStatus, Metadata, SandboxStatus, Status
 from evstore._core.states import SandboxState
@@ -40,7 +39,7 @@ KINDS = {kind.name.lower(): kind for kind in Kind}
 # opening folds every event after the checkpoint: an enum member read from its class costs
 # more than the rest of a comparison
 _CREATED, _DELETED = Kind.CREATED, Kind.DELETED
-_replace = msgspec.structs.replace
+_replace, _astuple, _UNSET = msgspec.structs.replace, msgspec.structs.astuple, msgspec.UNSET
 
 
 @dataclass(slots=True)
@@ -143,7 +142,11 @@ class Fold:
         pending = self._pending
         if pending is None:
             pending = self._pending = {}
-        gather(pending, changes)
+        # the fields this event sets, over what earlier ones set (a loop, not a
+        # comprehension: no frame of its own, as this runs once per event at open)
+        for name, value in zip(changes.__struct_fields__, _astuple(changes), strict=True):
+            if value is not _UNSET:
+                pending[name] = value
         self.seq, self.pos, self.time = seq, pos, time
         return True
 
