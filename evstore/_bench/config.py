@@ -34,6 +34,12 @@ class BenchConfig:
     floors: bool = True  # measure each throughput's floors (free writer, thread hand-off)
     operator_containers: int = 1_000  # the store the operator commands read (0: none)
 
+    @property
+    def round_seconds(self) -> float:
+        """How long each of the ``repeats`` rounds of a short measure (a reopen, a command)
+        takes samples for: a fifth of a timed run."""
+        return self.seconds / 5
+
     @classmethod
     def quick(cls, **overrides: Any) -> BenchConfig:
         """About two minutes on a 2-core machine."""

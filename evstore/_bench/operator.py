@@ -35,7 +35,7 @@ from evstore import (
 from evstore._bench.baseline import write_status_file
 from evstore._bench.config import BenchConfig, Steps
 from evstore._bench.result import Measure, make_measure
-from evstore._bench.workload import container_id, created_status
+from evstore._bench.workload import container_id, created_status, round_pairs
 
 SCRIPT = Path(__file__).resolve().parent.parent.parent / "benchmarks" / "ls_files.py"
 POD_SIZE = 4  # containers per pod
@@ -172,14 +172,16 @@ def _measure(
     libraries: list[float] = []  # the interpreter and the libraries the commands load
     out: dict[str, str] = {}
     for _ in range(cfg.repeats):
-        start.append(timed([sys.executable, "-c", "pass"], env)[0])
-        libraries.append(timed([sys.executable, "-c", LIBRARIES], env)[0])
-        seconds, out["script"] = timed(script, env)
-        base.append(seconds)
+        for _pair in round_pairs(cfg.round_seconds):
+            start.append(timed([sys.executable, "-c", "pass"], env)[0])
+            libraries.append(timed([sys.executable, "-c", LIBRARIES], env)[0])
+            seconds, out["script"] = timed(script, env)
+            base.append(seconds)
+            for name in COMMANDS:
+                seconds, out[name] = timed(argv[name], env)
+                times[name].append(seconds)
         step("operator: the file-reading script")
         for name in COMMANDS:
-            seconds, out[name] = timed(argv[name], env)
-            times[name].append(seconds)
             step(f"operator: evstore {name}")
     lines = {name: len(text.splitlines()) for name, text in out.items()}
     shown = {"ls": "ls", "pods": "pods", "history": "history ID"}

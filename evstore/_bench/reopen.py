@@ -27,6 +27,7 @@ from evstore._bench.workload import (
     container_id,
     created_status,
     final_status,
+    round_pairs,
     scratch,
     start,
 )
@@ -199,19 +200,21 @@ def reopen_measure(
     cfg: BenchConfig, fixture: ReopenFixture, name: str, label: str,
     reopen: Callable[[], Reopened], step: Steps, detail: dict[str, Any],
 ) -> Measure:
-    """``reopen`` against ``FileCheckpoint.load`` of the fixture's files, alternating."""
+    """``reopen`` against ``FileCheckpoint.load`` of the fixture's files, alternating, in
+    ``repeats`` rounds of ``round_seconds`` (``round_pairs``)."""
     ev: list[float] = []
     base: list[float] = []
     reports: list[dict[str, Any]] = []
     exact = True
     for _ in range(cfg.repeats):
-        seconds, report, same = reopen()
-        ev.append(seconds)
-        reports.append(report)
+        for _pair in round_pairs(cfg.round_seconds):
+            seconds, report, same = reopen()
+            ev.append(seconds)
+            reports.append(report)
+            seconds, same_base = time_baseline_load(fixture)
+            base.append(seconds)
+            exact = exact and same and same_base
         step(f"evstore {label}, {fixture.size:,} containers")
-        seconds, same_base = time_baseline_load(fixture)
-        base.append(seconds)
-        exact = exact and same and same_base
         step(f"baseline load, {fixture.size:,} containers")
     return make_measure(
         f"{name}_{fixture.size}",

@@ -97,6 +97,19 @@ def scratch(path: Path) -> Iterator[Path]:
 # --- timed runs -------------------------------------------------------------------------------
 
 
+def round_pairs(seconds: float) -> Iterator[int]:
+    """The samples of one round of a short measure (a reopen, a command): as many as fit
+    in ``seconds``, at least one. A figure of a few milliseconds varies by half from one
+    sample to the next on a shared machine, and a median of five is then a coin toss; a
+    measure that takes longer than the round is sampled once per round, as before."""
+    end = time.perf_counter() + seconds
+    taken = 0
+    while taken == 0 or time.perf_counter() < end:
+        yield taken
+        taken += 1
+
+
+
 def throughput(
     ops: Sequence[Op], seconds: float, finish: Callable[[], object] | None = None
 ) -> float:
