@@ -42,7 +42,7 @@ _CREATED, _DELETED = Kind.CREATED, Kind.DELETED
 _replace, _astuple, _UNSET = msgspec.structs.replace, msgspec.structs.astuple, msgspec.UNSET
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # no field-wise ==: ``_status`` may lag its pending fields
 class Fold:
     """One entry as its events are folded in; ``reason`` is set once the fold broke."""
 
@@ -56,7 +56,7 @@ class Fold:
     reason: str | None = None
     max_seq: int = 0  # the highest seq met, past a break too: the entry's next is above it
     # the fields set since ``_status`` was last brought up to date, each to its latest value
-    _pending: dict[str, Any] | None = field(default=None, init=False)
+    _pending: dict[str, Any] | None = field(default=None, init=False, repr=False)
 
     @property
     def status(self) -> Status | None:

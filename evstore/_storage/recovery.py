@@ -51,7 +51,7 @@ class LoadReport(msgspec.Struct):
     seconds: float = 0.0
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # as ``Fold``
 class Found(Fold):
     """One entry as rebuilt so far: its fold (``evstore._core.fold``) and its number."""
 
