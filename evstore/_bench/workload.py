@@ -109,7 +109,6 @@ def round_pairs(seconds: float) -> Iterator[int]:
         taken += 1
 
 
-
 def throughput(
     ops: Sequence[Op], seconds: float, finish: Callable[[], object] | None = None
 ) -> float:

@@ -23,7 +23,7 @@ FORMAT = 1
 STORE_MAGIC = b"evstore/2"  # the index reaches up to meta's "indexed" (see ``index``)
 STORE_MAGIC_V1 = b"evstore/1"  # every event indexed as it was written
 
-EVENT_KEY = _EVENT_KEY = struct.Struct(">QII")  # position, entry number, seq: sorts in log order
+_EVENT_KEY = struct.Struct(">QII")  # position, entry number, seq: sorts in log order
 _INDEX_KEY = struct.Struct(">II")  # entry number, seq: sorts one entry's history together
 _U64 = struct.Struct(">Q")
 _U32 = struct.Struct(">I")

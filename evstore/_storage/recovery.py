@@ -10,7 +10,6 @@ see ``retention``). Nothing here writes.
 
 from __future__ import annotations
 
-import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,7 +18,6 @@ from typing import Any
 import msgspec
 
 from evstore._core.codec import (
-    EVENT_KEY,
     Pair,
     RecordError,
     SnapshotRecord,
@@ -225,15 +223,11 @@ def _replay(
     if not cursor.set_range(event_key(checkpoint + 1, 0, 0)):
         return
     replayed = 0  # counted here, set once: this loop runs once per event
-    unpack = EVENT_KEY.unpack  # ``parse_event_key``, inlined: a call per event costs
     for key, value in cursor:
         try:
-            pos, eno, seq = unpack(key)
-        except struct.error:
-            try:
-                parse_event_key(key)  # raises the RecordError that names the damage
-            except RecordError as exc:
-                report.unknown[f"log record {key.hex()}"] = str(exc)
+            pos, eno, seq = parse_event_key(key)
+        except RecordError as exc:
+            report.unknown[f"log record {key.hex()}"] = str(exc)
             continue
         found = entries.get(eno)
         if found is None and seq != 1:  # its snapshot is gone: rebuild from its history
