@@ -302,7 +302,7 @@ class Committer:
             return
         self._retry, self._async_error = [], None
         self._last_pos = first + len(items) - 1
-        self._policy.applied(plan, items, first)
+        self._policy.applied(plan)
         self.commits += 1
         self.events += len(items)
         self._told_later = batch

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from itertools import chain
+from operator import attrgetter
 
 import msgspec
 
@@ -47,6 +48,13 @@ class Dirty:
 class Plan:
     snapshots: dict[int, tuple[Write, int]] = field(default_factory=dict)  # eno -> (write, pos)
     checkpoint: int = 0
+    # each entry of the batch: its last write and position, in order of its first event
+    last: dict[int, tuple[Write, int]] = field(default_factory=dict)
+    # entries not dirty before the batch: the position of their first event, in that order
+    new_first: dict[int, int] = field(default_factory=dict)
+
+
+_eno = attrgetter("eno")
 
 
 def snapshot_record(write: Write, position: int) -> SnapshotRecord:
@@ -74,14 +82,21 @@ class SnapshotPolicy:
         self.checkpoint = checkpoint
 
     def plan(self, items: list[Write], first_pos: int) -> Plan:
-        """Pure: nothing changes until ``applied`` is called after the commit succeeded."""
-        last: dict[int, tuple[Write, int]] = {}
+        """Pure: nothing changes until ``applied`` is called after the commit succeeded.
+
+        The batch is read per event only in C (``dict`` over ``zip``); all that follows is
+        per entry, as a batch holds hundreds of events of a few dozen entries.
+        """
+        positions = range(first_pos, first_pos + len(items))
+        # the last position of each entry, keys in order of their first event
+        last_at = dict(zip(map(_eno, items), positions, strict=True))
+        last = {eno: (items[pos - first_pos], pos) for eno, pos in last_at.items()}
+        dirty = self.dirty
         new_first: dict[int, int] = {}
-        for offset, item in enumerate(items):
-            last[item.eno] = (item, first_pos + offset)
-            if item.eno not in self.dirty:
-                new_first.setdefault(item.eno, first_pos + offset)
-        plan = Plan()
+        if any(eno not in dirty for eno in last_at):  # built backwards: the first position
+            first_at = dict(zip(map(_eno, reversed(items)), reversed(positions), strict=True))
+            new_first = {eno: first_at[eno] for eno in last_at if eno not in dirty}
+        plan = Plan(last=last, new_first=new_first)
         for eno, (item, pos) in last.items():
             if item.repair or (
                 not self._pinned(eno) and item.seq - self.snap_seq.get(eno, 0) >= self.every
@@ -121,14 +136,17 @@ class SnapshotPolicy:
         assert dirty.last is not None  # only pinned entries have none, and they are skipped
         return dirty.last, dirty.last_pos
 
-    def applied(self, plan: Plan, items: list[Write], first_pos: int) -> None:
-        for offset, item in enumerate(items):
-            dirty = self.dirty.get(item.eno)
-            if dirty is None:
-                self.dirty[item.eno] = Dirty(first_pos + offset, item, first_pos + offset)
-            elif not dirty.pinned:
-                dirty.last, dirty.last_pos = item, first_pos + offset
+    def applied(self, plan: Plan) -> None:
+        """Take in a planned batch once it is committed: per entry, not per event."""
+        dirty = self.dirty
+        for eno, first in plan.new_first.items():  # in order of ``first``, as dirty keeps
+            write, pos = plan.last[eno]
+            dirty[eno] = Dirty(first, write, pos)
+        for eno, (write, pos) in plan.last.items():
+            entry = dirty[eno]
+            if not entry.pinned:
+                entry.last, entry.last_pos = write, pos
         for eno, (write, _pos) in plan.snapshots.items():
-            self.dirty.pop(eno, None)
+            dirty.pop(eno, None)
             self.snap_seq[eno] = write.seq
         self.checkpoint = plan.checkpoint
