@@ -9,16 +9,13 @@ import errno
 import fcntl
 import os
 import resource
-import shutil
 import stat
 import struct
-import uuid
 from pathlib import Path
 from typing import Any
 
 import lmdb
 
-from evstore._core.codec import STORE_MAGIC
 from evstore._core.errors import (
     CorruptStoreError,
     DiskFullError,
@@ -28,7 +25,6 @@ from evstore._core.errors import (
     StoreNotFoundError,
     WriteError,
 )
-from evstore._storage.index import put_indexed
 
 DB_NAMES = (b"events", b"index", b"snapshots", b"meta")
 DATA_FILE = "data.mdb"
@@ -105,6 +101,8 @@ def create(path: Path, modes: Modes) -> None:
     lock. Nothing to do when the store exists."""
     if (path / DATA_FILE).exists():
         return
+    import shutil  # here, not with the module (see ``first_commit``)
+
     scratch = path / _SCRATCH
     try:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -174,6 +172,14 @@ def take_writer_lock(path: Path, modes: Modes) -> int:
 
 def first_commit(env: Any, txn: Any) -> dict[bytes, Any]:
     """A new store's databases and format marks."""
+    # the record format (msgspec with it) and what only creation needs load here, not with
+    # this module: a reading command begins its probe, which needs this module, before
+    # any of them has loaded
+    import uuid
+
+    from evstore._core.codec import STORE_MAGIC
+    from evstore._storage.index import put_indexed
+
     dbs = {name: env.open_db(name, txn=txn) for name in DB_NAMES}
     txn.put(b"format", STORE_MAGIC, db=dbs[b"meta"])
     txn.put(STORE_ID, uuid.uuid4().bytes, db=dbs[b"meta"])
