@@ -16,7 +16,6 @@ starts from the snapshot and folds the log after it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Self
 
 import msgspec
@@ -42,8 +41,7 @@ _CREATED, _DELETED = Kind.CREATED, Kind.DELETED
 _replace, _astuple, _UNSET = msgspec.structs.replace, msgspec.structs.astuple, msgspec.UNSET
 
 
-@dataclass(slots=True, eq=False)  # no field-wise ==: ``_status`` may lag its pending fields
-class Fold:
+class Fold(msgspec.Struct, eq=False):  # no field-wise ==: ``_status`` may lag its pending fields
     """One entry as its events are folded in; ``reason`` is set once the fold broke."""
 
     entity: Entity | None = None
@@ -56,7 +54,7 @@ class Fold:
     reason: str | None = None
     max_seq: int = 0  # the highest seq met, past a break too: the entry's next is above it
     # the fields set since ``_status`` was last brought up to date, each to its latest value
-    _pending: dict[str, Any] | None = field(default=None, init=False, repr=False)
+    _pending: dict[str, Any] | None = None
 
     @property
     def status(self) -> Status | None:
@@ -163,7 +161,7 @@ class Fold:
             and self.seq < snapshot.seq and snapshot.position <= reached
         ):
             healed, seen = Fold.from_snapshot(snapshot), self.max_seq
-            for name in Fold.__slots__:  # every field: the snapshot states the entry whole
+            for name in Fold.__struct_fields__:  # every field: the snapshot states the entry whole
                 setattr(self, name, getattr(healed, name))
             self.max_seq = max(seen, self.max_seq)
 

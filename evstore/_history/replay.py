@@ -16,8 +16,9 @@ Both functions read only the log and its snapshot records, so they work on a
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
+
+import msgspec
 
 from evstore._core import inputs
 from evstore._core.codec import FloorV1, SnapshotRecord
@@ -48,20 +49,18 @@ class EntryState(NamedTuple):
     status: Status
 
 
-@dataclass(slots=True)
-class Point:
+class Point(msgspec.Struct):
     """Where a replay of the feed stopped: the last event it folded in (0 when none)."""
 
     position: int = 0
     time: int = 0
 
 
-@dataclass
-class Healer:
+class Healer(msgspec.Struct):
     """The snapshots that end broken folds, read only for the entries whose fold broke."""
 
     read: Callable[[Key], SnapshotRecord | None] = lambda key: None
-    cache: dict[Key, SnapshotRecord | None] = field(default_factory=dict)
+    cache: dict[Key, SnapshotRecord | None] = msgspec.field(default_factory=dict)
 
     def snapshot(self, key: Key) -> SnapshotRecord | None:
         if key not in self.cache:
@@ -201,13 +200,12 @@ def states_at(
     return replay_feed(store.events(), position, time, feed_start(store))[0]
 
 
-@dataclass(frozen=True)
-class FeedStart:
+class FeedStart(msgspec.Struct, frozen=True):
     """What a replay of a store's whole feed starts from (the floor and every base), and
     the snapshots that end broken folds."""
 
-    retained: Retained = field(default_factory=Retained)
-    healer: Healer = field(default_factory=Healer)
+    retained: Retained = msgspec.field(default_factory=Retained)
+    healer: Healer = msgspec.field(default_factory=Healer)
 
     @property
     def floor(self) -> FloorV1:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -49,23 +48,21 @@ class LoadReport(msgspec.Struct):
     seconds: float = 0.0
 
 
-@dataclass(slots=True, eq=False)  # as ``Fold``
-class Found(Fold):
+class Found(Fold, eq=False):  # as ``Fold``
     """One entry as rebuilt so far: its fold (``evstore._core.fold``) and its number."""
 
     eno: int = 0
     first_replayed: int | None = None
 
 
-@dataclass(slots=True)
-class Recovered:
+class Recovered(msgspec.Struct):
     entries: dict[int, Found]
     report: LoadReport
     last_pos: int
     checkpoint: int
-    snap_seq: dict[int, int] = field(default_factory=dict)
-    unindexed: list[Pair] = field(default_factory=list)  # index records not written yet
-    dirty: dict[int, Dirty] = field(default_factory=dict)
+    snap_seq: dict[int, int] = msgspec.field(default_factory=dict)
+    unindexed: list[Pair] = msgspec.field(default_factory=list)  # index records not written yet
+    dirty: dict[int, Dirty] = msgspec.field(default_factory=dict)
 
 
 def load(
@@ -176,7 +173,7 @@ def _read_snapshots(
 
 def from_snapshot(eno: int, record: SnapshotRecord) -> Found:
     """An entry as a snapshot (or a retention base) records it."""
-    return Found(*snapshot_fields(record), eno)
+    return Found(*snapshot_fields(record), eno=eno)
 
 
 def start_of_history(txn: Any, dbs: dict[bytes, Any], eno: int) -> Found:

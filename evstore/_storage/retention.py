@@ -18,8 +18,9 @@ neither, and everything here then reads as "nothing dropped".
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from evstore._core.codec import (
     FloorV1,
@@ -98,12 +99,11 @@ def read_bases(
     return bases, damaged
 
 
-@dataclass(frozen=True)
-class Retained:
+class Retained(msgspec.Struct, frozen=True):
     """The floor and some bases, read together for a replay."""
 
-    floor: FloorV1 = NO_FLOOR
-    bases: dict[int, SnapshotRecord] = field(default_factory=dict)
+    floor: FloorV1 = msgspec.field(default_factory=lambda: NO_FLOOR)
+    bases: dict[int, SnapshotRecord] = msgspec.field(default_factory=dict)
 
 
 def retained(log: Log, enos: list[int] | None = None) -> Retained:

@@ -10,7 +10,6 @@ holds the checkpoint at its damage until an update repairs it, so every open see
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from itertools import chain
 from operator import attrgetter
 
@@ -36,22 +35,21 @@ class Write(msgspec.Struct, eq=False, gc=False):
     repair: bool = False
 
 
-@dataclass(slots=True)
-class Dirty:
+class Dirty(msgspec.Struct):
     first: int  # position of its first event not covered by a snapshot
     last: Write | None  # None while pinned by damage found at load
     last_pos: int = 0
     pinned: bool = False
 
 
-@dataclass(slots=True)
-class Plan:
-    snapshots: dict[int, tuple[Write, int]] = field(default_factory=dict)  # eno -> (write, pos)
+class Plan(msgspec.Struct):
+    # eno -> (write, position)
+    snapshots: dict[int, tuple[Write, int]] = msgspec.field(default_factory=dict)
     checkpoint: int = 0
     # each entry of the batch: its last write and position, in order of its first event
-    last: dict[int, tuple[Write, int]] = field(default_factory=dict)
+    last: dict[int, tuple[Write, int]] = msgspec.field(default_factory=dict)
     # entries not dirty before the batch: the position of their first event, in that order
-    new_first: dict[int, int] = field(default_factory=dict)
+    new_first: dict[int, int] = msgspec.field(default_factory=dict)
 
 
 _eno = attrgetter("eno")
