@@ -41,20 +41,49 @@ _CREATED, _DELETED = Kind.CREATED, Kind.DELETED
 _replace, _astuple, _UNSET = msgspec.structs.replace, msgspec.structs.astuple, msgspec.UNSET
 
 
-class Fold(msgspec.Struct, eq=False):  # no field-wise ==: ``_status`` may lag its pending fields
-    """One entry as its events are folded in; ``reason`` is set once the fold broke."""
+class Fold:
+    """One entry as its events are folded in; ``reason`` is set once the fold broke.
 
-    entity: Entity | None = None
-    metadata: Metadata | None = None
-    _status: Status | None = None  # read as ``status``, with the changes still pending
-    seq: int = 0
-    pos: int = 0  # last position folded in (or covered by the snapshot it started from)
-    time: int = 0
-    deleted: bool = False
-    reason: str | None = None
-    max_seq: int = 0  # the highest seq met, past a break too: the entry's next is above it
-    # the fields set since ``_status`` was last brought up to date, each to its latest value
-    _pending: dict[str, Any] | None = None
+    A plain class with slots: the replay sets its fields for every event, and a slot is
+    set about three times faster than a msgspec Struct's field (no field-wise ``==``
+    either: ``_status`` may lag its pending fields)."""
+
+    __slots__ = (
+        "_pending",
+        "_status",
+        "deleted",
+        "entity",
+        "max_seq",
+        "metadata",
+        "pos",
+        "reason",
+        "seq",
+        "time",
+    )
+
+    def __init__(  # the fields, in the order ``snapshot_fields`` gives them
+        self, entity: Entity | None = None, metadata: Metadata | None = None,
+        status: Status | None = None, seq: int = 0, pos: int = 0, time: int = 0,
+        deleted: bool = False, reason: str | None = None, max_seq: int = 0,
+    ) -> None:
+        self.entity = entity
+        self.metadata = metadata
+        self._status = status  # read as ``status``, with the changes still pending
+        self.seq = seq
+        self.pos = pos  # last position folded in (or covered by the snapshot it started from)
+        self.time = time
+        self.deleted = deleted
+        self.reason = reason
+        self.max_seq = max_seq  # the highest seq met, past a break too: the next is above it
+        # the fields set since ``_status`` was last brought up to date, each to its latest
+        self._pending: dict[str, Any] | None = None
+
+    def __repr__(self) -> str:
+        fields = ", ".join(
+            f"{name}={getattr(self, name)!r}" for cls in type(self).__mro__
+            for name in getattr(cls, "__slots__", ())
+        )
+        return f"{type(self).__name__}({fields})"
 
     @property
     def status(self) -> Status | None:
@@ -161,7 +190,7 @@ class Fold(msgspec.Struct, eq=False):  # no field-wise ==: ``_status`` may lag i
             and self.seq < snapshot.seq and snapshot.position <= reached
         ):
             healed, seen = Fold.from_snapshot(snapshot), self.max_seq
-            for name in Fold.__struct_fields__:  # every field: the snapshot states the entry whole
+            for name in Fold.__slots__:  # every field: the snapshot states the entry whole
                 setattr(self, name, getattr(healed, name))
             self.max_seq = max(seen, self.max_seq)
 

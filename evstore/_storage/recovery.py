@@ -48,11 +48,15 @@ class LoadReport(msgspec.Struct):
     seconds: float = 0.0
 
 
-class Found(Fold, eq=False):  # as ``Fold``
+class Found(Fold):
     """One entry as rebuilt so far: its fold (``evstore._core.fold``) and its number."""
 
-    eno: int = 0
-    first_replayed: int | None = None
+    __slots__ = ("eno", "first_replayed")
+
+    def __init__(self, *fold: Any, eno: int = 0, first_replayed: int | None = None) -> None:
+        super().__init__(*fold)
+        self.eno = eno
+        self.first_replayed = first_replayed
 
 
 class Recovered(msgspec.Struct):
