@@ -23,45 +23,50 @@ def _write(eno: int, seq: int) -> Write:
 class Model:
     """The policy's rules, event by event: an entry is dirty from its first event that no
     snapshot covers; it is snapshotted every ``EVERY`` events, or once the log has run
-    ``CHECKPOINT_EVERY`` past that first event; the checkpoint stops before the oldest
-    entry left dirty. The pinned entry 5 is never snapshotted and holds the checkpoint."""
+    ``CHECKPOINT_EVERY`` past that first event (at its last write, in the batch or not); the
+    checkpoint stops before the oldest entry left dirty. A pinned entry 5 is never
+    snapshotted and holds the checkpoint."""
 
-    def __init__(self) -> None:
-        self.dirty: dict[int, list[int]] = {5: [0, 0]}  # eno -> [first, last position]
+    def __init__(self, pinned: bool) -> None:
+        # eno -> [first position, last position, last seq]
+        self.dirty: dict[int, list[int]] = {5: [0, 0, 0]} if pinned else {}
+        self.pinned = pinned
         self.snap_seq: dict[int, int] = {}
         self.checkpoint = -1
 
     def apply(self, batch: list[tuple[int, int]], first: int) -> set[int]:
         last_pos = first + len(batch) - 1
-        seen: dict[int, tuple[int, int]] = {}
+        seen: dict[int, int] = {}
         for offset, (eno, seq) in enumerate(batch):
-            self.dirty.setdefault(eno, [first + offset, 0])[1] = first + offset
-            seen[eno] = (seq, first + offset)
-        snapped = {eno for eno, (seq, _) in seen.items()
-                   if eno != 5 and seq - self.snap_seq.get(eno, 0) >= EVERY}
+            self.dirty.setdefault(eno, [first + offset, 0, 0])[1:] = [first + offset, seq]
+            seen[eno] = seq
+        held = {5} if self.pinned else set()
+        snapped = {eno for eno, seq in seen.items()
+                   if eno not in held and seq - self.snap_seq.get(eno, 0) >= EVERY}
         self.checkpoint = last_pos
-        for eno, (start, _) in sorted(self.dirty.items(), key=lambda kv: kv[1][0]):
+        for eno, (start, _, _) in sorted(self.dirty.items(), key=lambda kv: kv[1][0]):
             if eno in snapped:
                 continue
-            if eno == 5 or last_pos - start < CHECKPOINT_EVERY:
+            if eno in held or last_pos - start < CHECKPOINT_EVERY:
                 self.checkpoint = start - 1
                 break
             snapped.add(eno)
         for eno in snapped:
-            del self.dirty[eno]
-            self.snap_seq[eno] = seen[eno][0] if eno in seen else self.snap_seq.get(eno, 0)
+            self.snap_seq[eno] = self.dirty.pop(eno)[2]
         return snapped
 
 
 @settings(max_examples=300, deadline=None)
-@given(BATCHES)
-def test_the_policy_plans_and_keeps_what_the_per_event_rules_say(batches: list[list[int]]) -> None:
-    pinned = Dirty(0, None, 0, pinned=True)
+@given(BATCHES, st.booleans())
+def test_the_policy_plans_and_keeps_what_the_per_event_rules_say(
+    batches: list[list[int]], pinned: bool
+) -> None:
+    held = {5: Dirty(0, None, 0, pinned=True)} if pinned else {}
     policy = SnapshotPolicy(
-        every=EVERY, checkpoint_every=CHECKPOINT_EVERY, snap_seq={}, dirty={5: pinned},
+        every=EVERY, checkpoint_every=CHECKPOINT_EVERY, snap_seq={}, dirty=held,
         checkpoint=-1,
     )
-    model = Model()
+    model = Model(pinned)
     seqs: dict[int, int] = {}
     position = 1
     for enos in batches:
@@ -72,12 +77,13 @@ def test_the_policy_plans_and_keeps_what_the_per_event_rules_say(batches: list[l
         plan = policy.plan(items, position)
         snapped = model.apply([(w.eno, w.seq) for w in items], position)
         assert set(plan.snapshots) == snapped
-        for eno, (write, pos) in plan.snapshots.items():
-            if eno in enos:  # its last write of the batch
-                last = position + len(enos) - 1 - enos[::-1].index(eno)
-                assert (write.seq, pos) == (seqs[eno], last)
+        for eno, (write, pos) in plan.snapshots.items():  # at its last write
+            assert write.seq == seqs[eno]
+            if eno in enos:  # of the batch
+                assert pos == position + len(enos) - 1 - enos[::-1].index(eno)
         policy.applied(plan)
         assert policy.checkpoint == model.checkpoint
+        assert policy.snap_seq == model.snap_seq
         assert list(policy.dirty) == sorted(model.dirty, key=lambda eno: model.dirty[eno][0])
         for eno, entry in policy.dirty.items():
             assert entry.first == model.dirty[eno][0]
