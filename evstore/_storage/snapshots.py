@@ -89,11 +89,11 @@ class SnapshotPolicy:
         # the last position of each entry, keys in order of their first event
         last_at = dict(zip(map(_eno, items), positions, strict=True))
         last = {eno: (items[pos - first_pos], pos) for eno, pos in last_at.items()}
-        dirty = self.dirty
+        fresh = [eno for eno in last_at if eno not in self.dirty]
         new_first: dict[int, int] = {}
-        if any(eno not in dirty for eno in last_at):  # built backwards: the first position
+        if fresh:  # built backwards, each entry keeps its first position
             first_at = dict(zip(map(_eno, reversed(items)), reversed(positions), strict=True))
-            new_first = {eno: first_at[eno] for eno in last_at if eno not in dirty}
+            new_first = {eno: first_at[eno] for eno in fresh}
         plan = Plan(last=last, new_first=new_first)
         for eno, (item, pos) in last.items():
             if item.repair or (
