@@ -13,6 +13,9 @@ def run() -> None:
     try:
         from evstore._cli import quick
 
+        code = quick.run(args)
+        if code is not None:
+            raise SystemExit(code)
         quick.start_probe(args)
         from evstore._cli.main import main
 

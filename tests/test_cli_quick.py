@@ -1,5 +1,6 @@
 """A reading command begins its store's probe before the command line loads: the walk it
-collects is the one of the path it opens, and a damaged store still ends in one error line."""
+collects is the one of the path it opens, and a damaged store still ends in one error line.
+Their usual forms run without click, printing and failing exactly as under click."""
 
 from __future__ import annotations
 
@@ -11,23 +12,78 @@ from pathlib import Path
 
 import click
 import pytest
+from click.testing import CliRunner
 from damage import scramble_page
 from test_damage import crashed_store
 
+from evstore._bench.operator import build_operator_store
 from evstore._cli import quick
 from evstore._cli.main import main
 from evstore._storage import probe
 
 
 def test_the_commands_guessed_at_take_only_flags() -> None:
-    """PATH is their first argument that does not start with a dash."""
+    """PATH is their first argument that does not start with a dash, and the lane knows
+    each command's arguments and flags as its click command declares them."""
     ctx = click.Context(main)
-    for name in quick.QUICK_COMMANDS:
+    for name, (count, flags) in quick.QUICK_COMMANDS.items():
         command = main.get_command(ctx, name)
         assert command is not None
         options = [p for p in command.params if isinstance(p, click.Option)]
         assert all(option.is_flag for option in options), name
         assert command.params[0].name == "path", name
+        assert sum(isinstance(p, click.Argument) for p in command.params) == count, name
+        assert {o: p.name for p in options for o in p.opts} == flags, name
+
+
+@pytest.mark.parametrize("args", [
+    [], ["ls"], ["ls", "--help"], ["ls", "PATH", "--jsn"], ["ls", "PATH", "--json=1"],
+    ["ls", "PATH", "extra"], ["ls", "--", "PATH"], ["ls", "-"], ["pods", "PATH", "-a"],
+    ["history", "PATH"], ["history", "PATH", "-1"], ["history", "PATH", "ID", "--all"],
+    ["replay", "PATH"], ["--version"],
+])
+def test_other_forms_are_left_to_click(args: list[str]) -> None:
+    assert quick.plain(args) is None
+
+
+@pytest.fixture(scope="module")
+def kubelet_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """Twelve containers in three pods, closed cleanly, and the id of the first."""
+    directory = tmp_path_factory.mktemp("lane")
+    return directory / "store", build_operator_store(directory / "store", directory / "files", 12)
+
+
+@pytest.mark.parametrize("form", [
+    "ls {p}", "ls --json {p}", "pods {p}", "pods {p} --all", "pods --json --all {p} --json",
+    "history {p} {id}", "history {p} {id8} --json", "history {p} 0000", "history {p} nosuch",
+    "ls {p}/nothing", "pods {p}/nothing --json",
+])
+def test_the_lane_prints_and_exits_as_click_does(
+    form: str, kubelet_store: tuple[Path, str], capfd: pytest.CaptureFixture[str]
+) -> None:
+    path, ident = kubelet_store
+    args = form.format(p=path, id=ident, id8=ident[:8]).split()
+    assert quick.plain(args) is not None
+    code = quick.run(args)
+    lane = capfd.readouterr()
+    clicked = CliRunner().invoke(main, args)
+    assert (code, lane.out, lane.err) == (clicked.exit_code, clicked.stdout, clicked.stderr)
+    assert lane.out or lane.err.startswith("error: ")
+
+
+def test_the_lane_loads_no_click(kubelet_store: tuple[Path, str]) -> None:
+    path, _ident = kubelet_store
+    code = (
+        "import sys\nfrom evstore.__main__ import run\n"
+        f"sys.argv = ['evstore', 'pods', {str(path)!r}, '--all']\n"
+        "try:\n    run()\nexcept SystemExit as exc:\n"
+        "    print('click' in sys.modules, exc.code)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.splitlines()[-1] == "False 0"
+    assert "app-0" in done.stdout
 
 
 def test_a_begun_walk_is_collected_by_the_probe_of_its_path(store_path: Path) -> None:
@@ -95,3 +151,4 @@ def test_run_called_by_another_program_returns_to_it(store_path: Path) -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert done.stdout.endswith("returned 0\n")
+

@@ -13,7 +13,7 @@ PostgreSQL's driver, the benchmark or rich) is imported only when that command r
 from __future__ import annotations
 
 import errno
-import io
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +23,7 @@ from typing import Any
 import click
 
 from evstore._cli.errors import Interrupted, UsageFailure, UserError, describe
+from evstore._cli.output import escape_unencodable
 from evstore._core.errors import EvstoreError
 
 # name -> (its module in evstore._cli, the command's name there, the first sentence of its
@@ -110,6 +111,30 @@ def _in_one_line() -> Iterator[None]:
         raise Interrupted() from exc
 
 
+def shown_failure(exc: EvstoreError | OSError) -> int:
+    """Show what a command that ran without click's parsing (``quick``) raised, as a
+    command run under ``Cli`` shows it, and return its exit code."""
+    try:
+        with _in_one_line():
+            raise exc
+    except click.ClickException as failure:
+        failure.show()
+        return failure.exit_code
+    except OSError:  # a closed pipe: exit 1 without a word, as click does
+        _discard_output()
+        return 1
+
+
+def _discard_output() -> None:
+    """Send what is left for stdout, a closed pipe, nowhere, so that flushing it at exit
+    does not fail again (as Python's documentation on SIGPIPE advises)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
+
+
 def summary(name: str) -> str:
     """The one line ``evstore --help`` shows for command ``name``."""
     return COMMANDS[name][2]
@@ -119,15 +144,7 @@ def summary(name: str) -> str:
 @click.version_option(package_name="evstore", message="evstore %(version)s")
 def main() -> None:
     """evstore: an event-sourced container and sandbox status store on LMDB."""
-    _escape_what_output_cannot_encode()
-
-
-def _escape_what_output_cannot_encode() -> None:
-    """Output in an encoding that lacks a character of a name or message (ASCII, say) shows
-    it escaped (``caf\\xe9``) instead of dying halfway through a table."""
-    for stream in (sys.stdout, sys.stderr):
-        if isinstance(stream, io.TextIOWrapper):
-            stream.reconfigure(errors="backslashreplace")
+    escape_unencodable()
 
 
 if __name__ == "__main__":

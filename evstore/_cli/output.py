@@ -5,6 +5,7 @@ rich loads only when a bar is made, so commands that print a table or JSON start
 
 from __future__ import annotations
 
+import io
 import sys
 from collections.abc import Generator, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -52,6 +53,22 @@ def tracked(events: Iterable[Event], description: str, total: int) -> Generator[
             if count % 1_000 == 0:
                 bar.update(task, completed=event.position)
             yield event
+
+
+def echo(text: str) -> None:
+    """``text`` and a newline on stdout, flushed, as ``click.echo`` prints a table or a
+    line (none has colours to strip), for the commands that run without click."""
+    out = sys.stdout
+    out.write(f"{text}\n")
+    out.flush()
+
+
+def escape_unencodable() -> None:
+    """Output in an encoding that lacks a character of a name or message (ASCII, say) shows
+    it escaped (``caf\\xe9``) instead of dying halfway through a table."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
 
 
 def echo_json(data: Any) -> None:

@@ -1,6 +1,12 @@
 """How the short reading commands (``ls``, ``pods``, ``history``) start and end quickly: an
 operator types them all day, so what they wait for beside their own work matters.
 
+Their usual forms (the arguments, and flags spelled out: ``evstore ls PATH --json``) run in
+a lane without click, whose import alone costs about a fifth of such a command: ``plain``
+recognizes them and ``lookups`` does their work. Any other form, ``--help`` or a mistake
+included, goes to click, which parses it and words its answer; a failure in the lane is
+shown by the same code as under click (``main.shown_failure``).
+
 They begin their store's probe before the command line loads. Opening a store first walks
 it in a child process (``evstore._storage.probe``), which would then run alone while this
 process waits; begun here, from the raw arguments, the walk runs while click, msgspec and
@@ -18,13 +24,56 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
-# commands whose options are all flags, so that PATH is their first argument that is not one
-QUICK_COMMANDS = ("ls", "pods", "history")
+# per command: how many arguments it takes (PATH first), and each of its flags with the
+# name of the parameter it sets; their options are all flags, so PATH is their first
+# argument that is not one (a test checks this against their click commands)
+QUICK_COMMANDS: dict[str, tuple[int, dict[str, str]]] = {
+    "ls": (1, {"--json": "as_json"}),
+    "pods": (1, {"--all": "show_all", "--json": "as_json"}),
+    "history": (2, {"--json": "as_json"}),
+}
 
 
 def is_quick(args: list[str]) -> bool:
     return bool(args) and args[0] in QUICK_COMMANDS
+
+
+def plain(args: list[str]) -> tuple[str, list[str], dict[str, bool]] | None:
+    """``args`` as (command, arguments, flags set) when they are a short reading command in
+    its usual form: exactly its arguments, none starting with a dash, and only its own flags,
+    spelled out; else None, for click to parse."""
+    if not is_quick(args):
+        return None
+    count, known = QUICK_COMMANDS[args[0]]
+    arguments = [arg for arg in args[1:] if not arg.startswith("-")]
+    flags = [arg for arg in args[1:] if arg.startswith("-")]
+    if len(arguments) != count or not all(flag in known for flag in flags):
+        return None
+    return args[0], arguments, {known[flag]: True for flag in flags}
+
+
+def run(args: list[str]) -> int | None:
+    """Run ``args`` in the lane and return the exit code, or None when click must parse
+    them."""
+    call = plain(args)
+    if call is None:
+        return None
+    name, (path, *rest), flags = call
+    start_probe(args)
+    from evstore._cli import lookups
+    from evstore._cli.output import escape_unencodable
+    from evstore._core.errors import EvstoreError
+
+    escape_unencodable()
+    try:
+        getattr(lookups, name)(Path(path), *rest, **flags)
+    except (EvstoreError, OSError) as exc:
+        from evstore._cli.main import shown_failure
+
+        return shown_failure(exc)
+    return 0
 
 
 def start_probe(args: list[str]) -> None:

@@ -1,39 +1,23 @@
 """The commands that only read a store: ``ls``, ``pods``, ``history``, ``replay``, ``export``.
 
 They open the store read-only, beside a running writer, and print a table (``render``) or,
-with --json, JSON for programs.
+with --json, JSON for programs; what ``ls``, ``pods`` and ``history`` do is in ``lookups``,
+which the quick lane calls too.
 """
 
 from __future__ import annotations
 
 import sys
-import time
 from contextlib import closing
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
 import evstore
+from evstore._cli import lookups
 from evstore._cli.options import JSON_FLAG, STORE_PATH, Parsed
-from evstore._cli.output import echo_json, tracked
+from evstore._cli.output import tracked
 from evstore._core.times import format_time, parse_time
-
-if TYPE_CHECKING:
-    from evstore._history.replay import EntryState
-    from evstore._views.pods import Pods
-
-
-def show_entries(states: list[EntryState], as_json: bool, now: int, header: str | None) -> None:
-    """A table (after ``header``, if any) or, with --json, a JSON array of entry objects."""
-    from evstore._cli.render import entries_table, entry_object
-
-    if as_json:
-        echo_json([entry_object(state) for state in states])
-        return
-    if header is not None:
-        click.echo(header)
-    click.echo(entries_table(states, now))
 
 
 @click.command(name="ls")
@@ -46,16 +30,7 @@ def ls(path: Path, as_json: bool) -> None:
     id, entity, state, pid, exit_code, created_at and the whole status. Reads beside a
     running writer.
     """
-    from evstore._history.replay import EntryState
-
-    with evstore.open(path, readonly=True) as store:
-        states = [
-            EntryState(entity, entry.id, entry.status.get())
-            for entity, entries in (("container", store.containers), ("sandbox", store.sandboxes))
-            for entry in entries.list()
-        ]
-    states.sort(key=lambda state: (state.entity, state.id))
-    show_entries(states, as_json, time.time_ns(), None)
+    lookups.ls(path, as_json)
 
 
 @click.command()
@@ -65,22 +40,7 @@ def ls(path: Path, as_json: bool) -> None:
 def history(path: Path, ident: str, as_json: bool) -> None:
     """Show every event of container or sandbox ID, across its incarnations, deleted ones
     included; --json prints an array of event objects."""
-    from evstore._cli.render import events_table
-    from evstore._history.replay import dropped_events
-
-    with evstore.open(path, readonly=True) as store:
-        ident = store.resolve_id(ident)
-        events = store.history(ident)
-        dropped = dropped_events(store, ident)
-    if as_json:
-        echo_json(events)
-        return
-    entity = f"{events[0].entity} " if events else ""
-    click.echo(f"{entity}{ident}: {len(events):,} event(s)")
-    if dropped:
-        click.echo(f"(events 1..{dropped} dropped by compaction)")
-    if events:
-        click.echo(events_table(events))
+    lookups.history(path, ident, as_json)
 
 
 @click.command()
@@ -107,7 +67,7 @@ def replay(path: Path, at_time: int | None, position: int | None, as_json: bool)
             states, point = replay_feed(feed, position, at_time, feed_start(store))
     when = at_time if at_time is not None else point.time
     header = f"at position {point.position}, {format_time(when)}: {len(states):,} entries"
-    show_entries(states, as_json, when, header)
+    lookups.show_entries(states, as_json, when, header)
 
 
 @click.command()
@@ -148,32 +108,4 @@ def pods(path: Path, show_all: bool, as_json: bool) -> None:
     pod objects (id, name, namespace, created_at, containers, sandboxes). Reads beside a
     running writer.
     """
-    with evstore.open(path, readonly=True) as store:
-        found = store.pods(all=show_all)
-    if as_json:
-        echo_json(list(found))
-    elif not found:
-        click.echo("no pods (only entries with a kubelet config belong to pods)")
-    else:
-        click.echo(pods_table(found))
-
-
-def pods_table(found: Pods) -> str:
-    """One row per sandbox and container, in the columns ``ls`` prints and with its state
-    names (the kubelet's view, and ``--json``, show a ready sandbox as running)."""
-    from evstore._cli.render import columns
-    from evstore._views.pods import SANDBOX_STATES
-
-    sandbox_state = {kubelet: state.name for state, kubelet in SANDBOX_STATES.items()}
-    rows: list[tuple[str, ...]] = []
-    for pod in found:
-        head = (pod.name, pod.namespace, pod.id)
-        rows += [
-            (*head, "sandbox", s.id, s.name, s.image or "-", sandbox_state[s.state])
-            for s in pod.sandboxes
-        ]
-        rows += [
-            (*head, "container", c.id, c.name, c.image or "-", c.state.upper())
-            for c in pod.containers
-        ]
-    return columns(("pod", "namespace", "uid", "kind", "id", "name", "image", "state"), rows)
+    lookups.pods(path, show_all, as_json)

@@ -26,9 +26,9 @@ starts its writer (``Walk``).
 
 from __future__ import annotations
 
+import io
 import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
 from typing import Literal
@@ -98,6 +98,50 @@ _CANNOT_OPEN = 3  # LMDB refused the environment: the caller's own open says why
 _OPENING, _WALKED = b"opening", b"walked"  # the child's words, in the order it says them
 
 
+class _Child:
+    """The walk's interpreter, started with ``os.posix_spawn`` (``subprocess`` would load a
+    few milliseconds of modules that a reading command needs for nothing else): stdin from
+    /dev/null, stdout and stderr to unbuffered pipes, signals as a fresh program has them.
+    Only descriptors marked inheritable, none by Python's default, are passed on."""
+
+    def __init__(self, argv: list[str]) -> None:
+        out, out_end = os.pipe()
+        err, err_end = os.pipe()
+        try:
+            self.pid = os.posix_spawn(
+                argv[0], argv, os.environ, setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),
+                file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                              (os.POSIX_SPAWN_DUP2, out_end, 1),
+                              (os.POSIX_SPAWN_DUP2, err_end, 2)],
+            )
+        except BaseException:
+            os.close(out)
+            os.close(err)
+            raise
+        finally:
+            os.close(out_end)
+            os.close(err_end)
+        # unbuffered: a line read takes no byte beyond it
+        self.stdout, self._stderr = io.FileIO(out), io.FileIO(err)
+        self._output = (b"", b"")
+        self.returncode: int | None = None  # as subprocess gives it: -N when killed by N
+
+    def communicate(self) -> tuple[bytes, bytes]:
+        """Its output to the end (a failure's few lines on stderr never fill the pipe while
+        stdout is read), then its exit; again after a Ctrl-C cut a call short."""
+        if not self.stdout.closed:
+            self._output = self.stdout.readall(), self._stderr.readall()
+            self.stdout.close()
+            self._stderr.close()
+        if self.returncode is None:
+            self.returncode = os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
+        return self._output
+
+    def kill(self) -> None:
+        if self.returncode is None:  # once reaped, its pid may be another process's
+            os.kill(self.pid, signal.SIGKILL)
+
+
 class Walk:
     """A probe's child at work on one store: ``opening`` waits for what opening reads
     first, ``walked`` for all but the index, ``join`` for the whole walk and its outcome,
@@ -106,9 +150,8 @@ class Walk:
     def __init__(self, store: Path, scope: str) -> None:
         names = [name.decode() for name in DB_NAMES]
         self._store = store
-        self._child = subprocess.Popen(  # unbuffered: a line read takes no byte beyond it
-            [sys.executable, "-I", "-S", "-c", _WALK, _LMDB_HOME, str(store), scope, *names],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0,
+        self._child = _Child(
+            [sys.executable, "-I", "-S", "-c", _WALK, _LMDB_HOME, str(store), scope, *names]
         )
         self._ended: tuple[bytes, bytes] | None = None  # its output, once it has ended
         self._heard: list[bytes] = []  # the words it has said so far
@@ -147,18 +190,20 @@ class Walk:
                 self.cancel()
                 raise
         out, err = self._ended
-        if child.returncode == -signal.SIGINT:  # Ctrl-C reached the child too: not damage
+        code = child.returncode
+        assert code is not None  # reaped by communicate
+        if code == -signal.SIGINT:  # Ctrl-C reached the child too: not damage
             raise KeyboardInterrupt
-        if child.returncode < 0:
-            name = signal.Signals(-child.returncode).name
+        if code < 0:
+            name = signal.Signals(-code).name
             raise CorruptStoreError(
                 f"{self._store}: store file is damaged (it killed a reader: {name})"
             )
-        if child.returncode == _CANNOT_OPEN:
+        if code == _CANNOT_OPEN:
             return None
-        if child.returncode != 0:
+        if code != 0:
             lines = err.decode(errors="replace").strip().splitlines()
-            reason = lines[-1] if lines else f"exit status {child.returncode}"
+            reason = lines[-1] if lines else f"exit status {code}"
             raise CorruptStoreError(
                 f"{self._store}: store file is damaged or unreadable ({reason})"
             )
