@@ -22,6 +22,7 @@ leaves no thread, exit hook or file of its own, so flushing its output is all th
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from pathlib import Path
@@ -61,6 +62,9 @@ def run(args: list[str]) -> int | None:
     if call is None:
         return None
     name, (path, *rest), flags = call
+    # what such a command allocates lives until it ends: the cyclic collector would only
+    # walk the modules and entries again and again (a tenth of an ls of 1,000 entries)
+    gc.disable()
     start_probe(args)
     from evstore._cli import lookups
     from evstore._cli.output import escape_unencodable

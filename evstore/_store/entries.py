@@ -141,6 +141,12 @@ class Entries(Generic[S, M]):
     def list(self) -> builtins.list[Entry[S, M]]:
         return list(self._live.values())
 
+    def _held(self) -> builtins.list[tuple[M, S]]:
+        """Every live entry's metadata and status as the store holds them, not copied: for
+        views inside evstore that only read them (``pods``). An update replaces a status,
+        never changes it in place, so what this returns stays as it was."""
+        return [(entry.status._metadata, entry.status._current) for entry in self.list()]
+
     def delete(self, id: str) -> None:
         """Delete the entry of exactly this ``id``, durably; silent if there is none (as
         containerd's Delete), so a retry is harmless. Destructive calls never resolve a

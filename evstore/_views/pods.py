@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import msgspec
 
 from evstore._core import inputs
-from evstore._core.errors import NotFoundError, StoreClosedError
+from evstore._core.errors import StoreClosedError
 from evstore._core.model import (
     ContainerConfig,
     ContainerMetadata,
@@ -276,31 +276,19 @@ class LiveContainer(NamedTuple):
 
 
 def _live_sandboxes(store: Store) -> dict[str, LiveSandbox]:
-    """Live sandboxes with a config, by id."""
-    found: dict[str, LiveSandbox] = {}
-    for entry in store.sandboxes.list():
-        try:
-            status = entry.status.get()
-        except NotFoundError:
-            continue  # deleted meanwhile
-        metadata = entry.metadata
-        if metadata.config is not None:
-            found[entry.id] = LiveSandbox(metadata, metadata.config, status)
-    return found
+    """Live sandboxes with a config, by id: as the store holds them, for reading only."""
+    return {
+        metadata.id: LiveSandbox(metadata, metadata.config, status)
+        for metadata, status in store.sandboxes._held() if metadata.config is not None
+    }
 
 
 def _live_containers(store: Store) -> list[LiveContainer]:
-    """Live containers with a config."""
-    found: list[LiveContainer] = []
-    for entry in store.containers.list():
-        try:
-            status = entry.status.get()
-        except NotFoundError:
-            continue
-        metadata = entry.metadata
-        if metadata.config is not None:
-            found.append(LiveContainer(metadata, metadata.config, status))
-    return found
+    """Live containers with a config: as the store holds them, for reading only."""
+    return [
+        LiveContainer(metadata, metadata.config, status)
+        for metadata, status in store.containers._held() if metadata.config is not None
+    ]
 
 
 def _sandbox_key(config: SandboxConfig) -> PodKey:
