@@ -100,7 +100,7 @@ def load(
             meanwhile(entries)
         if before_index is not None:
             before_index()
-        for eno in sorted(_named(txn, dbs, tail) - entries.keys()):
+        for eno in sorted(_unknown_named(txn, dbs, tail, entries)):
             bad[eno] = "snapshot missing"
             entries[eno] = _fold_history(txn, dbs, positions, eno, bad[eno])
     recovered = Recovered(entries, report, last_pos, checkpoint, snap_seq, tail)
@@ -110,25 +110,34 @@ def load(
     return recovered
 
 
-def _named(txn: Any, dbs: dict[bytes, Any], tail: list[Pair]) -> set[int]:
-    """Every entry number that an index record, a log record of the unindexed tail or a
-    retention base names. An entry that neither a snapshot nor the replay brought back
-    lost its snapshot (its events all lie before the checkpoint), and is rebuilt from
-    these: every entry is named by two records from its first commit on (see ``index``),
-    so no single lost record hides it, and its number stays taken."""
+def _unknown_named(
+    txn: Any, dbs: dict[bytes, Any], tail: list[Pair], known: dict[int, Found]
+) -> set[int]:
+    """Every entry number not in ``known`` that an index record, a log record of the
+    unindexed tail or a retention base names. An entry that neither a snapshot nor the
+    replay brought back lost its snapshot (its events all lie before the checkpoint), and
+    is rebuilt from these: every entry is named by two records from its first commit on
+    (see ``index``), so no single lost record hides it, and its number stays taken. The
+    index is sought once per unknown number and once past each run of known ones: two
+    seeks for a sound store, whatever its size."""
     named = {parse_index_key(key)[0] for key, _position in tail}
     named.update(base_enos(txn, dbs))
     cursor = txn.cursor(db=dbs[b"index"])
     more = cursor.first()
-    while more:  # one seek per entry, not one step per event
+    while more:
         try:
             eno = parse_index_key(cursor.key())[0]
         except RecordError:  # a damaged key, for verify to name
             more = cursor.next()
             continue
-        named.add(eno)
-        more = eno < _LAST_ENO and cursor.set_range(index_key(eno + 1, 0))
-    return named
+        if eno in known:
+            while eno in known:  # a lookup per known entry, not a seek and a parse
+                eno += 1
+        else:
+            named.add(eno)
+            eno += 1
+        more = eno <= _LAST_ENO and cursor.set_range(index_key(eno, 0))
+    return named - known.keys()
 
 
 def read_checkpoint(txn: Any, dbs: dict[bytes, Any]) -> int:

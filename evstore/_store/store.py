@@ -7,7 +7,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -35,8 +35,9 @@ from evstore._storage.probe import Walk, begin
 from evstore._storage.recovery import Found, LoadReport, Recovered, last_position, load
 from evstore._storage.snapshots import SnapshotPolicy, Write
 from evstore._store.entries import Entries, Entry
-from evstore._views import pods as kubelet
-from evstore._views.pods import Pods, PodStatus
+
+if TYPE_CHECKING:
+    from evstore._views.pods import Pods, PodStatus
 
 TUNING_DEFAULTS: dict[str, int] = {
     "map_size": DEFAULT_MAP_SIZE,  # initial address space; grows on its own
@@ -290,10 +291,14 @@ class Store:
 
     def pods(self, all: bool = False) -> Pods:
         """Containers and sandboxes grouped into pods, as the kubelet's ``GetPods(all)``."""
+        from evstore._views import pods as kubelet  # loaded on use: ls and history need none
+
         return kubelet.pods(self, all)
 
     def pod_status(self, uid: str, name: str, namespace: str) -> PodStatus:
         """The pod's containers (with restart counts from the log) and sandboxes."""
+        from evstore._views import pods as kubelet
+
         return kubelet.pod_status(self, uid, name, namespace)
 
     def _check_open(self) -> None:
