@@ -33,12 +33,11 @@ def ls(path: Path, as_json: bool = False) -> None:
     from evstore._history.replay import EntryState
 
     with evstore.open(path, readonly=True) as store:
-        states = [  # what the store holds, read only to be shown
+        states = [  # what the store holds, by id, read only to be shown
             EntryState(entity, metadata.id, status)
             for entity, entries in (("container", store.containers), ("sandbox", store.sandboxes))
             for metadata, status in entries._held()
         ]
-    states.sort(key=lambda state: (state.entity, state.id))
     show_entries(states, as_json, time.time_ns(), None)
 
 

@@ -72,11 +72,11 @@ CHANGES_TYPES: dict[Entity, type[msgspec.Struct]] = {
     Entity.SANDBOX: SandboxChanges,
 }
 # (index in the status's field tuple, name) of every durable field, per kind of status
-_DURABLE = {
+_DURABLE = {  # by name only: ``msgspec.structs.fields`` would evaluate every annotation again
     entity: tuple(
-        (index, f.name)
-        for index, f in enumerate(msgspec.structs.fields(STATUS_TYPES[entity]))
-        if f.name not in TRANSIENT_FIELDS
+        (index, name)
+        for index, name in enumerate(STATUS_TYPES[entity].__struct_fields__)
+        if name not in TRANSIENT_FIELDS
     )
     for entity in CHANGES_TYPES
 }

@@ -142,10 +142,12 @@ class Entries(Generic[S, M]):
         return list(self._live.values())
 
     def _held(self) -> builtins.list[tuple[M, S]]:
-        """Every live entry's metadata and status as the store holds them, not copied: for
-        views inside evstore that only read them (``pods``). An update replaces a status,
-        never changes it in place, so what this returns stays as it was."""
-        return [(entry.status._metadata, entry.status._current) for entry in self.list()]
+        """Every live entry's metadata and status as the store holds them, not copied, by
+        id: for views inside evstore that only read them (``ls``, ``pods``). An update
+        replaces a status, never changes it in place, so what this returns stays as it was."""
+        with self._lock:
+            storages = [self._live[ident].status for ident in self._ids]
+        return [(storage._metadata, storage._current) for storage in storages]
 
     def delete(self, id: str) -> None:
         """Delete the entry of exactly this ``id``, durably; silent if there is none (as
