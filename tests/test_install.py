@@ -52,8 +52,8 @@ def test_the_command_line_loads_only_click_until_a_command_runs() -> None:
             "psycopg", "rich", "lmdb", "msgspec", "asyncio"
         } == set()
         assert sorted(m for m in loaded if m.startswith("evstore.")) == [
-            "evstore._cli", "evstore._cli.errors", "evstore._cli.main", "evstore._core",
-            "evstore._core.errors",
+            "evstore._cli", "evstore._cli.errors", "evstore._cli.main", "evstore._cli.output",
+            "evstore._core", "evstore._core.errors",
         ]
 
 
@@ -63,8 +63,8 @@ def test_a_command_loads_its_own_module_only() -> None:
         "CliRunner().invoke(main, ['ls', '--help'])"
     )
     assert sorted(m for m in loaded if m.startswith("evstore._cli.")) == [
-        "evstore._cli.errors", "evstore._cli.main", "evstore._cli.options",
-        "evstore._cli.output", "evstore._cli.reading",
+        "evstore._cli.errors", "evstore._cli.lookups", "evstore._cli.main",
+        "evstore._cli.options", "evstore._cli.output", "evstore._cli.reading",
     ]
 
 
