@@ -145,7 +145,9 @@ def test_run_called_by_another_program_returns_to_it(store_path: Path) -> None:
     code = (
         "import sys\nfrom evstore.__main__ import run\n"
         f"sys.argv = ['evstore', 'ls', {str(store_path)!r}]\n"
+        "import gc\n"
         "try:\n    run()\nexcept SystemExit as exc:\n    print('returned', exc.code)\n"
+        "assert gc.isenabled()\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True

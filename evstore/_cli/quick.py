@@ -62,9 +62,10 @@ def run(args: list[str]) -> int | None:
     if call is None:
         return None
     name, (path, *rest), flags = call
-    # what such a command allocates lives until it ends: the cyclic collector would only
-    # walk the modules and entries again and again (a tenth of an ls of 1,000 entries)
-    gc.disable()
+    if _is_program():  # a program that called the lane goes on, with its collector
+        # what the command allocates lives until the process ends: the cyclic collector
+        # would only walk the modules and entries again (a tenth of an ls of 1,000 entries)
+        gc.disable()
     start_probe(args)
     from evstore._cli import lookups
     from evstore._cli.output import escape_unencodable
