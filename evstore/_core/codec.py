@@ -6,8 +6,7 @@ so a record that lands under the wrong key is caught like a flipped bit. Payload
 (with defaults), never reordered.
 """
 
-from __future__ import annotations
-
+# annotations as objects, for msgspec (see ``model``)
 import struct
 import zlib
 from collections.abc import Iterable

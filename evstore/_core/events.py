@@ -4,8 +4,7 @@ A change is kept as the set of durable fields it set (``changes``), not as a who
 so the log stays small and a reader sees at once what moved.
 """
 
-from __future__ import annotations
-
+# annotations as objects, for msgspec (see ``model``)
 from enum import IntEnum
 from itertools import compress
 from operator import is_not

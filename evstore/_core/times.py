@@ -7,6 +7,7 @@ word its errors, without loading the rendering of tables.
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -14,10 +15,18 @@ from evstore._core.errors import InvalidInputError
 
 NS = 1_000_000_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_ISO = re.compile(
-    r"(?P<base>\d{4}-\d\d-\d\d[T ]\d\d:\d\d(?::\d\d)?)(?:\.(?P<frac>\d{1,9}))?"
-    r"(?P<zone>Z|[+-]\d\d:?\d\d)?"
-)
+
+
+@functools.cache
+def _iso() -> re.Pattern[str]:
+    """ISO 8601 as ``parse_time`` reads it, compiled on first use: the commands that only
+    print times never need it."""
+    return re.compile(
+        r"(?P<base>\d{4}-\d\d-\d\d[T ]\d\d:\d\d(?::\d\d)?)(?:\.(?P<frac>\d{1,9}))?"
+        r"(?P<zone>Z|[+-]\d\d:?\d\d)?"
+    )
+
+
 AGE_UNITS = (("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1))
 
 
@@ -37,7 +46,7 @@ def parse_time(text: str) -> int:
     text = text.strip()
     if text.isdigit():
         return int(text)
-    match = _ISO.fullmatch(text)
+    match = _iso().fullmatch(text)
     if match is None:
         raise InvalidInputError(f"{text!r} is neither nanoseconds nor an ISO 8601 time")
     zone = match["zone"] or "+00:00"
