@@ -153,4 +153,3 @@ def test_run_called_by_another_program_returns_to_it(store_path: Path) -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert done.stdout.endswith("returned 0\n")
-
