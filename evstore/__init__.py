@@ -93,9 +93,9 @@ _LAZY = {
 
 def __getattr__(name: str) -> object:
     if name == "__version__":
-        from importlib.metadata import version
+        from evstore._core.version import __version__
 
-        return version("evstore")
+        return __version__
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'evstore' has no attribute {name!r}")

@@ -53,8 +53,20 @@ def test_the_command_line_loads_only_click_until_a_command_runs() -> None:
         } == set()
         assert sorted(m for m in loaded if m.startswith("evstore.")) == [
             "evstore._cli", "evstore._cli.errors", "evstore._cli.main", "evstore._cli.output",
-            "evstore._core", "evstore._core.errors",
+            "evstore._core", "evstore._core.errors", "evstore._core.version",
         ]
+
+
+@pytest.mark.parametrize("args", [["--version"], ["record", "--help"]])
+def test_version_and_help_load_no_store_event_loop_or_package_metadata(args: list[str]) -> None:
+    loaded = loaded_after(
+        "from click.testing import CliRunner; from evstore._cli.main import main\n"
+        f"assert CliRunner().invoke(main, {args!r}).exit_code == 0"
+    )
+    assert {m.split(".")[0] for m in loaded} & {
+        "psycopg", "rich", "lmdb", "msgspec", "asyncio", "grpc"
+    } == set()
+    assert "importlib.metadata" not in loaded
 
 
 def test_a_command_loads_its_own_module_only() -> None:

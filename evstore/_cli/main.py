@@ -25,6 +25,7 @@ import click
 from evstore._cli.errors import Interrupted, UsageFailure, UserError, describe
 from evstore._cli.output import escape_unencodable
 from evstore._core.errors import EvstoreError
+from evstore._core.version import __version__
 
 # name -> (its module in evstore._cli, the command's name there, the first sentence of its
 # help: what ``evstore --help`` shows; a test checks that they agree)
@@ -141,7 +142,7 @@ def summary(name: str) -> str:
 
 
 @click.group(cls=Cli)
-@click.version_option(package_name="evstore", message="evstore %(version)s")
+@click.version_option(__version__, message="evstore %(version)s")
 def main() -> None:
     """evstore: an event-sourced container and sandbox status store on LMDB."""
     escape_unencodable()

@@ -6,7 +6,6 @@ which the command line shows as one line.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import signal
 import sys
@@ -41,6 +40,8 @@ def record(path: Path, endpoint: str, interval: float, once: bool, as_json: bool
 
     load_client()  # without the extra: one line saying which to install
     _say_outages()
+    import asyncio  # here: ``record --help`` need not load it (about 20 ms)
+
     asyncio.run(_record(path, endpoint, interval, once, as_json))
 
 
@@ -63,6 +64,8 @@ async def _record(path: Path, endpoint: str, interval: float, once: bool, as_jso
 
 async def _until_signalled(follow: Coroutine[Any, Any, None]) -> None:
     """Run ``follow`` until SIGINT or SIGTERM; either ends it cleanly (exit 0)."""
+    import asyncio
+
     task = asyncio.ensure_future(follow)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
