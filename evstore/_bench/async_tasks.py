@@ -79,5 +79,5 @@ def measure_async(
         cfg, f"update_sync_async_{tasks}", f"update_sync/s, {label}",
         lambda: evstore_async_run(cfg, work / "evstore-async", tasks), sync_one, step,
         {"tasks": tasks, "containers": max(cfg.pool, tasks), "backend": "asyncio (anyio)"},
-        floor=lambda: evstore_async_rate(cfg, work / "free-async", tasks),
+        floor=lambda: evstore_async_run(cfg, work / "free-async", tasks),
     )

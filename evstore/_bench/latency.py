@@ -72,3 +72,23 @@ def median_of_runs(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     if ratios:
         out["p99_over_commit"] = statistics.median(ratios)
     return out
+
+
+def free_p99(detail: dict[str, Any]) -> float | None:
+    """A measure's p99 with the free writer (its ``free_latency``), where that is the
+    callers' own share of its p99: for one caller, and for async tasks, which take turns
+    on one event loop (a task waits for the others' steps with or without a commit). None
+    for many threads: with commits that cost nothing none of them sleeps, and they queue
+    for the GIL as they never do on a real disk."""
+    if not ("tasks" in detail or detail.get("writers") == 1):
+        return None
+    p99: float | None = detail.get("free_latency", {}).get("latency", {}).get("p99")
+    return p99
+
+
+def free_p99_over_commit(detail: dict[str, Any]) -> float | None:
+    """The free writer's p99 over the median commit of the store's own runs: how much of
+    the p99 target the callers use up before the store does any work."""
+    free = free_p99(detail)
+    median = detail.get("latency", {}).get("commits", {}).get("median_seconds")
+    return free / median if free is not None and median else None

@@ -12,6 +12,8 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from evstore._bench.latency import free_p99_over_commit
+
 if TYPE_CHECKING:
     from evstore._bench.result import Measure
 
@@ -62,12 +64,17 @@ def _operator_checks(measures: Sequence[Measure]) -> list[Check]:
 
 
 def _latency_checks(measures: Sequence[Measure]) -> list[Check]:
+    """Each p99 against the median commit and, reported beside it where it is the callers'
+    own share, the same with the free writer (see ``latency.free_p99``)."""
     found = []
     for m in measures:
         ratio = m.detail.get("latency", {}).get("p99_over_commit")
         if ratio is not None:
             what = m.description.removeprefix("update_sync/s, ")
             found.append(check(f"update_sync p99 / median commit, {what}", ratio, "<=", 3.0))
+            free = free_p99_over_commit(m.detail)
+            if free is not None:
+                found.append(check(f"free writer's p99 / median commit, {what}", free, "<=", None))
     return found
 
 

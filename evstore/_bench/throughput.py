@@ -129,10 +129,20 @@ def _floor(kind: str, rates: list[float], rate: float, what: str) -> dict[str, A
     return {"kind": kind, "rate": floor, "samples": rates, "fraction": fraction, "what": what}
 
 
-def free_rate(sample: Callable[[], float]) -> float:
+def free_run(sample: Callable[[], Run]) -> Run:
     """``sample`` run with the free writer (see ``floors.free_writer``)."""
     with free_writer():
         return sample()
+
+
+def free_latency(measure: Measure, free: Sequence[Run]) -> Measure:
+    """Keep the free-writer runs' latencies beside the measure's own: what a caller waits
+    with commits that cost nothing (its own Python, the queue, the wake-ups, the other
+    callers), the part of a p99 no store can take away."""
+    figures = [f for _, f in free if f.get("latency")]
+    if figures:
+        measure.detail["free_latency"] = median_of_runs(figures)
+    return measure
 
 
 def measure_update_sync(
@@ -142,7 +152,7 @@ def measure_update_sync(
     latency of each update and the commits in the same runs; the floors beside them."""
     ev: list[Run] = []
     base: list[Run] = []
-    free: list[float] = []
+    free: list[Run] = []
     label = f"{writers} writer" + ("s" if writers > 1 else "")
     for _ in range(cfg.repeats):
         base.append(baseline_run(cfg, work / "baseline-rate", writers))
@@ -151,7 +161,7 @@ def measure_update_sync(
         step(f"evstore update_sync, {label}")
         if cfg.floors:
             # the same harness as the run above (latencies kept too), the writer free
-            free.append(free_rate(lambda: evstore_sync_run(cfg, work / "free", writers)[0]))
+            free.append(free_run(lambda: evstore_sync_run(cfg, work / "free", writers)))
             step(f"floor: update_sync, {label}, free writer")
     measure = make_measure(
         f"update_sync_{writers}", f"update_sync/s, {label}", "ops/s",
@@ -160,24 +170,25 @@ def measure_update_sync(
          "latency": median_of_runs([figures for _, figures in ev]),
          "baseline_latency": median_of_runs([figures for _, figures in base])},
     )
-    return with_floors(measure, free, handoff if writers > 1 else ())
+    measure = free_latency(measure, free)
+    return with_floors(measure, [rate for rate, _ in free], handoff if writers > 1 else ())
 
 
 def against_one_writer(
     cfg: BenchConfig, name: str, description: str, sample: Callable[[], Run],
     sync_one: Measure, step: Steps, detail: dict[str, Any] | None = None,
-    floor: Callable[[], float] | None = None,
+    floor: Callable[[], Run] | None = None,
 ) -> Measure:
     """``repeats`` evstore samples against the per-update baseline: the file checkpoint's
     ``update_sync`` with one writer (the samples of ``update_sync_1``); with ``floor``,
     a free-writer sample after each."""
     ev: list[Run] = []
-    free: list[float] = []
+    free: list[Run] = []
     for _ in range(cfg.repeats):
         ev.append(sample())
         step(f"evstore {description}")
         if floor is not None and cfg.floors:
-            free.append(free_rate(floor))
+            free.append(free_run(floor))
             step(f"floor: {description}, free writer")
     figures = [f for _, f in ev if f]
     latency = {"latency": median_of_runs(figures)} if figures else {}
@@ -186,7 +197,7 @@ def against_one_writer(
         {"baseline": "file checkpoint update_sync/s, 1 writer (same samples)", **(detail or {}),
          **latency},
     )
-    return with_floors(measure, free)
+    return with_floors(free_latency(measure, free), [rate for rate, _ in free])
 
 
 def measure_update(cfg: BenchConfig, work: Path, sync_one: Measure, step: Steps) -> Measure:
@@ -196,12 +207,11 @@ def measure_update(cfg: BenchConfig, work: Path, sync_one: Measure, step: Steps)
     update: the file checkpoint's ``update_sync`` with one writer (measured above).
     """
 
-    def rate() -> float:
-        return evstore_rate(cfg, work / "evstore-rate", 1, sync=False)
+    def run() -> Run:
+        return evstore_rate(cfg, work / "evstore-rate", 1, sync=False), {}
 
     return against_one_writer(
-        cfg, "update_1", "update/s + flush, 1 writer", lambda: (rate(), {}), sync_one, step,
-        floor=rate,
+        cfg, "update_1", "update/s + flush, 1 writer", run, sync_one, step, floor=run,
     )
 
 
