@@ -86,6 +86,29 @@ def test_the_lane_loads_no_click(kubelet_store: tuple[Path, str]) -> None:
     assert "app-0" in done.stdout
 
 
+def test_the_lane_as_the_program_loads_msgspec_without_typing_extensions(
+    kubelet_store: tuple[Path, str]
+) -> None:
+    """msgspec loads as where typing_extensions is missing, prints the same, and a later
+    import of typing_extensions still finds it."""
+    path, _ident = kubelet_store
+    args = ["ls", "--json", str(path)]
+    code = (
+        "import sys\nfrom evstore._cli import quick\n"
+        "quick._is_program = lambda: True\n"
+        f"code = quick.run({args!r})\n"
+        "loaded = 'typing_extensions' in sys.modules\n"
+        "import typing_extensions\n"
+        "print(loaded, code, typing_extensions.__name__)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    *shown, last = done.stdout.splitlines()
+    assert last == "False 0 typing_extensions"
+    assert "\n".join(shown) + "\n" == CliRunner().invoke(main, args).stdout
+
+
 def test_a_begun_walk_is_collected_by_the_probe_of_its_path(store_path: Path) -> None:
     crashed_store(store_path)
     quick.start_probe(["ls", "--json", str(store_path)])
