@@ -275,7 +275,10 @@ def test_operator_commands_against_the_script(tmp_path: Path) -> None:
     assert ls["script_same_as_ls"] is True
     assert 0 < ls["python_start_median"] == pods["python_start_median"]
     assert ls["python_start_median"] < ls["libraries_median"] == history["libraries_median"]
-    libraries = [c for c in targets.checks(found) if c["what"].startswith("python -c")]
+    libraries = [c for c in targets.checks(found) if c["what"].startswith("python importing")]
+    assert libraries[0]["what"] == (
+        "python importing msgspec and lmdb as the lane loads them: / script"
+    )
     assert [(c["limit"], c["met"]) for c in libraries] == [(None, None)]  # reported, no target
     assert libraries[0]["figure"] == ls["libraries_median"] / ls["script_median"]
     assert list(tmp_path.iterdir()) == []
