@@ -53,6 +53,13 @@ def kubelet_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     return directory / "store", build_operator_store(directory / "store", directory / "files", 12)
 
 
+def python(code: str) -> str:
+    """What a fresh interpreter running ``code`` prints (it must exit with 0)."""
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+
+
 @pytest.mark.parametrize("form", [
     "ls {p}", "ls --json {p}", "pods {p}", "pods {p} --all", "pods --json --all {p} --json",
     "history {p} {id}", "history {p} {id8} --json", "history {p} 0000", "history {p} nosuch",
@@ -79,11 +86,9 @@ def test_the_lane_loads_no_click(kubelet_store: tuple[Path, str]) -> None:
         "try:\n    run()\nexcept SystemExit as exc:\n"
         "    print('click' in sys.modules, exc.code)\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
-    )
-    assert done.stdout.splitlines()[-1] == "False 0"
-    assert "app-0" in done.stdout
+    out = python(code)
+    assert out.splitlines()[-1] == "False 0"
+    assert "app-0" in out
 
 
 def test_the_lane_as_the_program_loads_msgspec_without_typing_extensions(
@@ -101,10 +106,7 @@ def test_the_lane_as_the_program_loads_msgspec_without_typing_extensions(
         "import typing_extensions\n"
         "print(loaded, code, typing_extensions.__name__)\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
-    )
-    *shown, last = done.stdout.splitlines()
+    *shown, last = python(code).splitlines()
     assert last == "False 0 typing_extensions"
     assert "\n".join(shown) + "\n" == CliRunner().invoke(main, args).stdout
 
@@ -172,7 +174,4 @@ def test_run_called_by_another_program_returns_to_it(store_path: Path) -> None:
         "try:\n    run()\nexcept SystemExit as exc:\n    print('returned', exc.code)\n"
         "assert gc.isenabled()\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
-    )
-    assert done.stdout.endswith("returned 0\n")
+    assert python(code).endswith("returned 0\n")
