@@ -138,7 +138,8 @@ def free_run(sample: Callable[[], Run]) -> Run:
 def free_latency(measure: Measure, free: Sequence[Run]) -> Measure:
     """Keep the free-writer runs' latencies beside the measure's own: what a caller waits
     with commits that cost nothing (its own Python, the queue, the wake-ups, the other
-    callers), the part of a p99 no store can take away."""
+    callers). Where that bounds the measure's p99 from below is ``latency.free_p99``'s
+    to say: not for many threads."""
     figures = [f for _, f in free if f.get("latency")]
     if figures:
         measure.detail["free_latency"] = median_of_runs(figures)
